@@ -1,0 +1,202 @@
+"""Reader: turn ``t2v ingest SOURCE...`` arguments into candidate rows.
+
+A SOURCE is a folder of media, a manifest (CSV / parquet / JSON lines with
+``path, caption, label``), or a HF ``datasets`` dataset saved with
+``save_to_disk``. Candidates that can be rejected without reading the media
+(outside the source roots, missing, not media) carry a ``reject`` reason so
+they end in quarantine instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from storage.media import media_kind
+
+MANIFEST_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json"}
+PATH_COLUMNS = ("path", "file", "filepath", "video", "image", "video_path", "image_path", "uri")
+CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
+
+
+class SourceError(ValueError):
+    """A SOURCE argument cannot be used at all (the whole run stops with this message)."""
+
+
+@dataclass
+class Candidate:
+    source: str
+    source_uri: str
+    path: str | None = None  # local file to read
+    data: bytes | None = None  # media embedded in a dataset
+    kind: str | None = None  # "video" | "image" when known
+    caption: str | None = None
+    label: str | None = None
+    reject: str | None = None  # reason to quarantine without reading
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def resolve_roots(sources: list[str], configured: list[str]) -> list[Path]:
+    """Folders ingest may read. Configured roots win; otherwise each SOURCE's own folder."""
+    if configured:
+        roots = [Path(r).expanduser().resolve() for r in configured]
+        for source in sources:
+            real = Path(source).expanduser().resolve()
+            if not any(_inside(real, r) for r in roots):
+                raise SourceError(f"{source} is outside the configured source roots ({', '.join(map(str, roots))})")
+        return roots
+    roots = []
+    for source in sources:
+        real = Path(source).expanduser().resolve()
+        roots.append(real if real.is_dir() else real.parent)
+    return roots
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def discover(sources: list[str], roots: list[Path]) -> Iterator[Candidate]:
+    for source in sources:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise SourceError(f"{source} does not exist")
+        if path.is_dir() and _is_hf_dataset(path):
+            yield from _from_hf_dataset(path, roots)
+        elif path.is_dir():
+            yield from _from_folder(path)
+        elif path.suffix.lower() in MANIFEST_SUFFIXES:
+            yield from _from_manifest(path, roots)
+        else:
+            yield _file_candidate(str(path.resolve()), str(path.resolve()))
+
+
+def _from_folder(folder: Path) -> Iterator[Candidate]:
+    source = str(folder.resolve())
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            yield _file_candidate(source, str((Path(dirpath) / name).resolve()))
+
+
+def _file_candidate(source: str, path: str, caption: str | None = None, label: str | None = None) -> Candidate:
+    kind = media_kind(path)
+    cand = Candidate(source=source, source_uri=path, path=path, kind=kind, caption=caption, label=label)
+    if kind is None:
+        cand.reject = f"not a video or image (extension {Path(path).suffix or 'none'!r})"
+    return cand
+
+
+def _read_manifest(path: Path) -> pa.Table:
+    fmt = MANIFEST_SUFFIXES[path.suffix.lower()]
+    try:
+        if fmt == "csv":
+            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        if fmt == "parquet":
+            return pq.read_table(path)
+        return pajson.read_json(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"manifest {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+
+
+def _from_manifest(path: Path, roots: list[Path]) -> Iterator[Candidate]:
+    table = _read_manifest(path)
+    path_col = _pick(table.column_names, PATH_COLUMNS)
+    if path_col is None:
+        raise SourceError(f"manifest {path} needs a 'path' column (has: {', '.join(table.column_names)})")
+    caption_col = _pick(table.column_names, CAPTION_COLUMNS)
+    source = str(path.resolve())
+    for row in table.to_pylist():
+        raw = row[path_col]
+        caption = _clean(row.get(caption_col)) if caption_col else None
+        label = _clean(row.get("label"))
+        if not raw:
+            yield Candidate(source=source, source_uri=f"{source}#row", reject="manifest row has an empty path",
+                            caption=caption, label=label)
+            continue
+        resolved = (path.parent / str(raw)).expanduser().resolve()  # resolve() follows symlinks and '..'
+        cand = _file_candidate(source, str(resolved), caption, label)
+        if not any(_inside(resolved, r) for r in roots):
+            cand.reject = f"path {raw!r} resolves outside the source roots"
+        elif not resolved.is_file():
+            cand.reject = f"path {raw!r} does not exist"
+        yield cand
+
+
+def _is_hf_dataset(folder: Path) -> bool:
+    return (folder / "dataset_info.json").exists() or (folder / "dataset_dict.json").exists()
+
+
+def _from_hf_dataset(folder: Path, roots: list[Path]) -> Iterator[Candidate]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except Exception as exc:
+        raise SourceError(f"dataset {folder} cannot be loaded: {exc}") from exc
+    splits = loaded.items() if isinstance(loaded, datasets.DatasetDict) else [(None, loaded)]
+    source = str(folder.resolve())
+    for split, ds in splits:
+        yield from _hf_rows(ds, source, split, roots)
+
+
+def _hf_rows(ds, source: str, split: str | None, roots: list[Path]) -> Iterator[Candidate]:
+    import datasets
+
+    features = ds.features
+    media_col = next((n for n, f in features.items() if isinstance(f, datasets.Image)), None)
+    if media_col is not None:
+        ds = ds.cast_column(media_col, datasets.Image(decode=False))  # bytes, not PIL objects
+    else:
+        media_col = _pick(list(features), PATH_COLUMNS)
+    if media_col is None:
+        raise SourceError(f"dataset {source} has no image feature or path column (has: {', '.join(features)})")
+    caption_col = _pick(list(features), CAPTION_COLUMNS)
+    label_feature = features.get("label")
+    prefix = f"{source}[{split}]" if split else source
+    for index, row in enumerate(ds):
+        caption = _clean(row.get(caption_col)) if caption_col else None
+        label = row.get("label")
+        if isinstance(label_feature, datasets.ClassLabel) and label is not None:
+            label = label_feature.int2str(label)
+        label = _clean(label)
+        value = row[media_col]
+        uri = f"{prefix}#{index}"
+        if isinstance(value, dict):  # datasets.Image(decode=False): {"bytes", "path"}
+            if value.get("bytes"):
+                yield Candidate(source=source, source_uri=uri, data=value["bytes"], kind="image",
+                                caption=caption, label=label)
+                continue
+            value = value.get("path")
+        if not value:
+            yield Candidate(source=source, source_uri=uri, reject="dataset row has no media", caption=caption,
+                            label=label)
+            continue
+        resolved = (Path(source) / str(value)).resolve()
+        cand = _file_candidate(source, str(resolved), caption, label)
+        if not any(_inside(resolved, r) for r in roots):
+            cand.reject = f"path {value!r} resolves outside the source roots"
+        yield cand
+
+
+def _pick(names: list[str], wanted: tuple[str, ...]) -> str | None:
+    lowered = {n.lower(): n for n in names}
+    return next((lowered[w] for w in wanted if w in lowered), None)
+
+
+def _clean(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None

@@ -1,0 +1,40 @@
+"""Run jobs on Ray: a local instance we start and stop, or the cluster at ``ray.address``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Iterator
+
+import ray
+
+from pipelines.settings import RaySettings
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def ray_session(settings: RaySettings) -> Iterator[None]:
+    """Connect to Ray for the duration of a job.
+
+    An already-initialised Ray (a test session, an outer job) is reused and left running.
+    Otherwise we start local Ray, or connect to ``settings.address``, and always shut it
+    down afterwards so no Ray processes outlive the job.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    # Ray prints a lot at INFO; our progress comes from Ray Data's bars and our own summaries.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    kwargs: dict = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
+    if settings.address:
+        log.info("connecting to Ray cluster at %s", settings.address)
+        ray.init(address=settings.address, **kwargs)
+    else:
+        # "local" never attaches to a stray cluster on this machine.
+        ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False, **kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()

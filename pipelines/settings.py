@@ -1,0 +1,146 @@
+"""One validated settings model for every job.
+
+Precedence, highest first: CLI overrides, ``T2V_*`` environment variables
+(nested keys with ``__``: ``T2V_STORAGE__ROOT``, ``T2V_RAY__ADDRESS``), the YAML
+file (``--config FILE`` or ``./t2v.yaml`` when present), defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from storage.location import StorageLocation
+
+DEFAULT_CONFIG_FILE = "t2v.yaml"
+SUPPORTED_SCHEMES = ("file", "s3")
+
+
+class SettingsError(ValueError):
+    """A setting has a wrong value; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StorageSettings(_Section):
+    root: str = Field("./t2v-data", description="Storage root: a local folder, file://... or s3://bucket/prefix")
+    s3_endpoint: str | None = Field(
+        None, description="S3-compatible endpoint URL (MinIO, moto, ...); AWS when empty"
+    )
+    s3_region: str = "us-east-1"
+
+    @field_validator("root")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        if "://" in value:
+            scheme = value.split("://", 1)[0].lower()
+            if scheme not in SUPPORTED_SCHEMES:
+                raise ValueError(f"unsupported scheme {scheme!r}; use a local path, file:// or s3://")
+        return value
+
+
+class RaySettings(_Section):
+    address: str = Field("", description="Ray cluster address (ray://host:10001 or host:6379); empty starts local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray instance; all when empty")
+
+
+class SourceSettings(_Section):
+    roots: list[str] = Field(
+        default_factory=list,
+        description="Folders that ingest may read; empty means the folders of the sources given",
+    )
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(8, ge=1, description="Files per Ray Data batch")
+
+
+class Settings(_Section):
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    sources: SourceSettings = Field(default_factory=SourceSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    def location(self) -> StorageLocation:
+        return StorageLocation(self.storage.root, self.storage.s3_endpoint, self.storage.s3_region)
+
+    def config_hash(self) -> str:
+        """Stable short hash of the effective settings, recorded in table manifests."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith("T2V_"):
+            continue
+        path = key[4:].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per wrong key, e.g. ``storage.root: unsupported scheme 'ftp'``."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings from YAML, environment and CLI overrides; raise :class:`SettingsError`."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        data = _read_yaml(Path(config_file))
+    elif Path(DEFAULT_CONFIG_FILE).is_file():
+        data = _read_yaml(Path(DEFAULT_CONFIG_FILE))
+    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    data = _deep_merge(data, overrides or {})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None

