@@ -179,8 +179,13 @@ def read_frames_at_fps(src: Source, target_fps: float, size: tuple[int, int] | N
     return read_frames(src, resample_indices(info.num_frames, info.fps, target_fps), size=size)
 
 
-def write_mp4(path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float, crf: int = 20) -> None:
-    """Encode uint8 ``(n, h, w, 3)`` frames as H.264 mp4 (yuv420p, so even sizes are required)."""
+def write_mp4(
+    path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float, crf: int = 20, gop: int | None = None
+) -> None:
+    """Encode uint8 ``(n, h, w, 3)`` frames as H.264 mp4 (yuv420p, so even sizes are required).
+
+    ``gop`` is the keyframe interval; by default one keyframe a second, so clips seek cheaply.
+    """
     import av
     from fractions import Fraction
 
@@ -193,8 +198,8 @@ def write_mp4(path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float
         with av.open(path if not isinstance(path, os.PathLike) else str(path), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            # keyframe often enough that clips seek cheaply; threads=1 keeps Ray workers from oversubscribing.
-            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(max(1, round(fps)))}
+            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop or max(1, round(fps)))}
+            # one thread: Ray runs one encoder per CPU already
             stream.codec_context.thread_count = 1
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
@@ -207,10 +212,10 @@ def write_mp4(path: str | os.PathLike | BinaryIO, frames: np.ndarray, fps: float
         raise MediaError(path, f"cannot encode mp4: {_short(exc)}") from exc
 
 
-def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20) -> bytes:
+def encode_mp4(frames: np.ndarray, fps: float, crf: int = 20, gop: int | None = None) -> bytes:
     """Like :func:`write_mp4`, returning the file's bytes."""
     buffer = io.BytesIO()
-    write_mp4(buffer, frames, fps, crf=crf)
+    write_mp4(buffer, frames, fps, crf=crf, gop=gop)
     return buffer.getvalue()
 
 

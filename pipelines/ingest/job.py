@@ -96,7 +96,8 @@ def _probe_on_ray(candidates: list[Candidate], location: StorageLocation, batch_
     cpus = max(1, int(ray.available_resources().get("CPU", 1)))
     # Enough blocks to keep every CPU busy, few enough that task overhead stays small.
     blocks = max(1, min(math.ceil(len(table) / batch_size), cpus * 4))
-    dataset = ray.data.from_arrow(table).repartition(blocks).map_batches(
+    step = math.ceil(len(table) / blocks)
+    dataset = ray.data.from_arrow([table.slice(i, step) for i in range(0, len(table), step)]).map_batches(
         probe_batch, fn_kwargs={"location": location}, batch_size=batch_size, batch_format="pyarrow", num_cpus=1
     )
     parts = [batch for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None)]
