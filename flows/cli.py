@@ -15,7 +15,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The ephemeral server migrates its database on first start; 20 s is too short on a busy 2-core box.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
-from flows.console import console, fail, print_table
+from flows.console import console, fail, print_rows, print_table
 from pipelines.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
@@ -70,6 +70,31 @@ def ingest(
     print_table(f"ingest {summary.run_id}", summary.rows())
 
 
+@app.command()
+def curate(
+    root: RootOption = None,
+    config: ConfigOption = None,
+    samples_version: Annotated[
+        Optional[int], typer.Option("--samples-version", help="samples version to curate (default latest).")
+    ] = None,
+) -> None:
+    """Cut, transcode, filter, caption and dedup [bold]samples[/bold] into a new [bold]clips[/bold] version.
+
+    Stage settings live under `curate:` in the config file. Killed runs resume where they stopped.
+    """
+    from flows.curate import curate_flow
+    from storage.catalog import CatalogError
+
+    settings = _settings(config, root)
+    try:
+        summary = curate_flow(settings=settings, samples_version=samples_version)
+    except CatalogError as exc:
+        fail(f"{exc} (run `t2v ingest` first)")
+        raise typer.Exit(2) from None
+    print_table("curation funnel", summary.funnel_table())
+    print_table(f"curate {summary.run_id}", summary.rows())
+
+
 @catalog_app.command("ls")
 def catalog_ls(root: RootOption = None, config: ConfigOption = None) -> None:
     """List tables with their latest version and row count."""
@@ -107,6 +132,9 @@ def catalog_show(
     version: Annotated[Optional[int], typer.Option("--version", "-v", help="Version to read (default latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as a JSON array (for scripts).")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Rows to show; 0 for all.")] = 20,
+    columns: Annotated[
+        Optional[str], typer.Option("--columns", "-c", help="Comma-separated columns to show (default all).")
+    ] = None,
     root: RootOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -115,15 +143,19 @@ def catalog_show(
 
     catalog = Catalog(_settings(config, root).location())
     try:
-        rows = catalog.read(table, version).to_pylist()
+        data = catalog.read(table, version)
+        if columns:
+            data = data.select([c.strip() for c in columns.split(",")])
     except (CatalogError, KeyError) as exc:
         fail(str(exc).strip("'\""))
         raise typer.Exit(2) from None
+    rows = data.to_pylist()
     shown = rows if limit <= 0 else rows[:limit]
     if as_json:
         sys.stdout.write(json.dumps(shown, default=str) + "\n")
         return
-    print_table(f"{table} (v{version or catalog.latest(table).version if rows else '-'}), {len(rows)} rows", shown)
+    shown_version = version or catalog.manifest(table).version
+    print_rows(f"{table} v{shown_version}: {len(shown)} of {len(rows)} rows", shown, data.column_names)
 
 
 @app.command()

@@ -22,6 +22,23 @@ def print_table(title: str, rows: Iterable[dict[str, Any]], columns: list[str] |
     console.print(table)
 
 
+def print_rows(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None, wide: int = 8) -> None:
+    """A table when it fits; one small field/value table per row when there are many columns."""
+    columns = columns or (list(rows[0]) if rows else [])
+    if len(columns) <= wide:
+        print_table(title, rows, columns)
+        return
+    console.print(f"[bold]{title}[/bold]")
+    for row in rows:
+        record = Table(show_header=False, box=None, padding=(0, 2))
+        record.add_column(style="cyan", no_wrap=True)
+        record.add_column(overflow="fold")
+        for name in columns:
+            record.add_row(name, _cell(row.get(name)))
+        console.print(record)
+        console.rule(style="dim")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "[dim]-[/dim]"

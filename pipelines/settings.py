@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.curate.config import CurateConfig
+from pipelines.train.config import TrainConfig
 from storage.location import StorageLocation
 
 DEFAULT_CONFIG_FILE = "t2v.yaml"
@@ -70,6 +72,8 @@ class Settings(_Section):
     ray: RaySettings = Field(default_factory=RaySettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     def location(self) -> StorageLocation:
         return StorageLocation(self.storage.root, self.storage.s3_endpoint, self.storage.s3_region)

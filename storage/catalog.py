@@ -18,7 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -120,8 +120,13 @@ class Catalog:
         config_hash: str = "",
         note: str = "",
         extra: dict[str, Any] | None = None,
+        mode: Literal["upsert", "replace"] = "upsert",
     ) -> Manifest:
-        """Upsert ``rows`` by ``id`` into a new version of ``table`` and return its manifest."""
+        """Write a new version of ``table`` and return its manifest.
+
+        ``upsert``: the parent's rows plus ``rows`` (by ``id``). ``replace``: exactly ``rows``, for
+        outputs a job recomputes whole (clips, funnel); unchanged content reuses the parent's files.
+        """
         schema = schema_for(table)
         new = _as_table(rows, schema)
         if len(new) != len(set(new.column("id").to_pylist())):
@@ -131,9 +136,15 @@ class Catalog:
             current = self._read_files(table, parent.files, schema) if parent else schema.empty_table()
             delta, counts = _diff(current, new)
             files = list(parent.files) if parent else []
-            if len(delta):
-                files.append(self._write_data_file(table, delta))
-            counts["total"] = len(current) + counts["added"]
+            if mode == "replace":
+                counts["removed"] = len(current) - counts["updated"] - counts["unchanged"]
+                if len(delta) or counts["removed"]:
+                    files = [self._write_data_file(table, new)]
+                counts["total"] = len(new)
+            else:
+                if len(delta):
+                    files.append(self._write_data_file(table, delta))
+                counts["total"] = len(current) + counts["added"]
             manifest = Manifest(
                 table=table,
                 version=(parent.version + 1) if parent else 1,

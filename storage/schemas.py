@@ -53,3 +53,74 @@ def schema_for(name: str) -> pa.Schema:
         return SCHEMAS[name]
     except KeyError:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(SCHEMAS))}") from None
+
+
+CLIPS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("sample_id", pa.string(), nullable=False),  # the samples row it was cut from
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("blob", pa.string(), nullable=False),  # H.264 mp4 in the blob store
+        pa.field("pseudo", pa.bool_(), nullable=False),  # made from a still image by zoom and pan (VidRD)
+        pa.field("start_frame", pa.int64(), nullable=False),  # in the source video; end is exclusive
+        pa.field("end_frame", pa.int64(), nullable=False),
+        pa.field("start_time", pa.float64(), nullable=False),
+        pa.field("end_time", pa.float64(), nullable=False),
+        pa.field("fps", pa.float64(), nullable=False),  # of the stored clip
+        pa.field("num_frames", pa.int64(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("duration", pa.float64(), nullable=False),
+        pa.field("caption", pa.string()),
+        pa.field("caption_source", pa.string()),  # manifest | label_template | llm | vlm
+        pa.field("label", pa.string()),
+        # scores: null when the stage was skipped (no weights configured)
+        pa.field("motion_score", pa.float64()),
+        pa.field("nsfw_score", pa.float64()),
+        pa.field("nsfw_clip_score", pa.float64()),
+        pa.field("toxicity_score", pa.float64()),
+        pa.field("watermark_score", pa.float64()),
+        pa.field("aesthetic_score", pa.float64()),
+        pa.field("phash", pa.list_(pa.uint64())),  # perceptual hash of each keyframe (dedup)
+    ]
+)
+
+FUNNEL = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # "<order>-<stage>"
+        pa.field("order", pa.int32(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("rows_in", pa.int64(), nullable=False),
+        pa.field("rows_out", pa.int64(), nullable=False),
+        pa.field("dropped", pa.string(), nullable=False),  # JSON {reason: count}
+        pa.field("skipped_reason", pa.string()),  # why a stage did not run (no weights configured, ...)
+    ]
+)
+
+SCHEMAS.update({"clips": CLIPS, "funnel": FUNNEL})
+
+RUNS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # "<run name>/<stage>"
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),  # base | interpolation | superres | vae_decoder | prior
+        pa.field("status", pa.string(), nullable=False),  # running | finished | failed
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("total_steps", pa.int64(), nullable=False),
+        pa.field("samples_seen", pa.int64(), nullable=False),
+        pa.field("loss", pa.float64()),
+        pa.field("lr", pa.float64()),
+        pa.field("samples_per_second", pa.float64()),
+        pa.field("data_wait_fraction", pa.float64()),  # of step time, mean since the last report
+        pa.field("num_workers", pa.int32(), nullable=False),
+        pa.field("clips_version", pa.int64()),
+        pa.field("checkpoint", pa.string()),  # storage path of the latest checkpoint
+        pa.field("export", pa.string()),  # save_pretrained folder of the finished stage
+        pa.field("tensorboard", pa.string()),
+        pa.field("config", pa.string(), nullable=False),  # JSON of the train settings
+        pa.field("error", pa.string()),
+        pa.field("updated_at", pa.float64(), nullable=False),
+    ]
+)
+
+SCHEMAS["runs"] = RUNS

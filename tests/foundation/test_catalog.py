@@ -66,3 +66,14 @@ def test_file_uri_root(tmp_path):
     catalog = Catalog(StorageLocation(f"file://{tmp_path}"))
     catalog.write("samples", _rows(("a", "x")), run_id="r")
     assert (tmp_path / "catalog" / "samples" / "versions" / "00000001.json").exists()
+
+
+def test_replace_mode_writes_exactly_the_rows(tmp_path):
+    catalog = Catalog(str(tmp_path))
+    catalog.write("samples", _rows(("a", "1"), ("b", "2")), run_id="r1", mode="replace")
+    same = catalog.write("samples", _rows(("b", "2"), ("a", "1")), run_id="r2", mode="replace")
+    assert same.row_counts["removed"] == 0 and same.files == catalog.manifest("samples", 1).files
+    fewer = catalog.write("samples", _rows(("a", "1"), ("c", "3")), run_id="r3", mode="replace")
+    assert fewer.row_counts == {"added": 1, "updated": 0, "unchanged": 1, "removed": 1, "total": 2}
+    assert catalog.read_ids("samples") == {"a", "c"}
+    assert catalog.read_ids("samples", version=2) == {"a", "b"}

@@ -1,0 +1,172 @@
+"""Stage A worker: samples -> clips.
+
+A video is decoded once, in chunks, at its transcode size; the frames feed the shot
+detector and the clips are cut from the same frames as soon as their shot is closed,
+so memory holds one chunk plus the open shot (long shots are cut into pieces as they
+grow). An image becomes a pseudo-video by zoom and pan. Each clip is encoded to
+H.264, stored in the blob store, and scored for motion and perceptual hash while its
+frames are in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.curate.config import CurateConfig
+from pipelines.curate.dedup import hash_frames
+from pipelines.curate.frames import stable_seed
+from pipelines.curate.motion import motion_score
+from pipelines.curate.pseudo_video import pseudo_video
+from pipelines.curate.split import ShotDetector, clip_ranges
+from pipelines.curate.transcode import output_fps, output_size, transcode_frames
+from pipelines.curate.workdir import StageParts
+from storage import media
+from storage.blobs import BlobStore
+from storage.ids import stable_id
+from storage.location import StorageLocation
+
+STAGE = "curate.cut"
+
+# One schema for every outcome, so a part file records finished samples even when they gave no clip.
+CUT_SCHEMA = pa.schema(
+    [
+        ("status", pa.string()),  # clip | dropped | quarantine
+        ("sample_id", pa.string()),
+        ("id", pa.string()),
+        ("reason", pa.string()),
+        ("error", pa.string()),
+        ("source_uri", pa.string()),
+        ("blob", pa.string()),
+        ("pseudo", pa.bool_()),
+        ("start_frame", pa.int64()),
+        ("end_frame", pa.int64()),
+        ("start_time", pa.float64()),
+        ("end_time", pa.float64()),
+        ("fps", pa.float64()),
+        ("num_frames", pa.int64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("duration", pa.float64()),
+        ("source_width", pa.int32()),
+        ("source_height", pa.int32()),
+        ("caption", pa.string()),
+        ("label", pa.string()),
+        ("motion_score", pa.float64()),
+        ("phash", pa.list_(pa.uint64())),
+    ]
+)
+
+
+def cut_batch(batch: pa.Table, location: StorageLocation, config: CurateConfig, parts: StageParts, salt: str) -> pa.Table:
+    """Ray Data function: sample rows -> clip rows, written to ``parts`` before returning."""
+    blobs = BlobStore(location)
+    rows: list[dict[str, Any]] = []
+    for sample in batch.to_pylist():
+        rows += cut_sample(sample, blobs, config, salt)
+    parts.write(pa.Table.from_pylist(rows, schema=CUT_SCHEMA))
+    return pa.table({"sample_id": batch.column("id")})
+
+
+def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) -> list[dict[str, Any]]:
+    """Every outcome of one sample: its clips, or one dropped / quarantine row with the reason."""
+    base = {"sample_id": sample["id"], "source_uri": sample["source_uri"]}
+    rows = []
+    try:
+        with blobs.local_path(sample["blob"]) as path:
+            clips = [_pseudo_clip(path, sample, config)] if sample["kind"] == "image" else _video_clips(path, config)
+            for frames, fps, fields in clips:
+                row_id = clip_id(sample["id"], fields["start_frame"], fields["end_frame"], salt)
+                rows.append({**base, **fields, "id": row_id, **_store_clip(frames, fps, sample, blobs, config)})
+    except media.MediaError as exc:
+        # clips cut before the failure are dropped with it: a sample is curated whole or not at all
+        return [{**base, "status": "quarantine", "error": type(exc).__name__, "reason": exc.reason}]
+    if not rows:
+        return [{**base, "status": "dropped", "reason": f"no shot of at least {config.split.min_clip_seconds:g} s"}]
+    return rows
+
+
+def _store_clip(frames: np.ndarray, fps: float, sample: dict, blobs: BlobStore, config: CurateConfig) -> dict:
+    blob = blobs.put_bytes(media.encode_mp4(frames, fps, crf=config.transcode.crf))
+    return {
+        "status": "clip",
+        "blob": blob.key,
+        "fps": fps,
+        "num_frames": len(frames),
+        "width": frames.shape[2],
+        "height": frames.shape[1],
+        "duration": len(frames) / fps,
+        "source_width": sample["width"],
+        "source_height": sample["height"],
+        "caption": sample["caption"],
+        "label": sample["label"],
+        "motion_score": motion_score(frames, fps, config.motion),
+        "phash": hash_frames(frames, config.dedup.num_keyframes, _hash_method(config)).tolist(),
+    }
+
+
+def clip_id(sample_id: str, start: int, end: int, salt: str) -> str:
+    """Same sample, same range, same cut settings -> same id, in every run."""
+    return stable_id(sample_id, start, end, salt)
+
+
+def _hash_method(config: CurateConfig) -> str:
+    return config.dedup.method if config.dedup.method in ("phash", "dhash") else "phash"
+
+
+def _pseudo_clip(path: str, sample: dict, config: CurateConfig) -> tuple[np.ndarray, float, dict]:
+    cfg = config.pseudo_video
+    frames = pseudo_video(media.read_image(path), cfg, stable_seed(cfg.seed, sample["id"]))
+    fields = {"pseudo": True, "start_frame": 0, "end_frame": len(frames), "start_time": 0.0,
+              "end_time": len(frames) / cfg.fps}
+    return frames, cfg.fps, fields
+
+
+def _video_clips(path: str, config: CurateConfig) -> Iterator[tuple[np.ndarray, float, dict]]:
+    info = media.probe_video(path)
+    tc = config.transcode
+    # decode at the size the clips are stored at (the cover size when center-cropping)
+    width, height = output_size(info.width, info.height, tc.size, False)
+    if tc.center_crop:
+        scale = max(tc.size[0] / info.width, tc.size[1] / info.height, 1e-9)
+        width, height = min(info.width, round(info.width * scale)), min(info.height, round(info.height * scale))
+    decode_size = None if (width, height) == (info.width, info.height) else (width, height)
+    for start, end, frames in _stream_shots(path, info, decode_size, config):
+        clip = transcode_frames(frames, info.fps, tc)
+        fields = {"pseudo": False, "start_frame": start, "end_frame": end, "start_time": start / info.fps,
+                  "end_time": end / info.fps}
+        yield clip, output_fps(info.fps, tc), fields
+
+
+def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Clip ranges with their frames, emitted as soon as the shot they belong to is closed."""
+    split = config.split
+    detector = ShotDetector(split, info.fps)
+    max_len = math.floor(split.max_clip_seconds * info.fps + 1e-6)
+    piece_len = max(1, round(split.piece_seconds * info.fps))
+    buffer: np.ndarray | None = None
+    buffer_start = shot_start = 0
+    for chunk_start in range(0, info.num_frames, split.chunk_frames):
+        chunk_end = min(info.num_frames, chunk_start + split.chunk_frames)
+        frames = media.read_frames(path, range(chunk_start, chunk_end), size=size)
+        buffer = frames if buffer is None else np.concatenate([buffer, frames])
+        for cut in detector.feed(frames):
+            if cut > shot_start:
+                yield from _clips_of_shot(buffer, buffer_start, shot_start, cut, info.fps, split)
+                shot_start = cut
+        # An open shot far longer than a clip: cut pieces off its head, well behind any late-reported cut.
+        while chunk_end - shot_start > 2 * max_len + piece_len:
+            yield shot_start, shot_start + piece_len, buffer[shot_start - buffer_start : shot_start - buffer_start + piece_len]
+            shot_start += piece_len
+        buffer, buffer_start = buffer[shot_start - buffer_start :], shot_start
+    for end in [*(c for c in detector.finish() if c > shot_start), info.num_frames]:
+        yield from _clips_of_shot(buffer, buffer_start, shot_start, end, info.fps, split)
+        shot_start = end
+
+
+def _clips_of_shot(buffer: np.ndarray, buffer_start: int, start: int, end: int, fps: float, split) -> Iterator:
+    for a, b in clip_ranges([(start, end)], fps, split):
+        yield a, b, buffer[a - buffer_start : b - buffer_start]

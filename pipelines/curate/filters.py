@@ -1,0 +1,319 @@
+"""Filters: each writes a score column, and a rule turns a row's scores into keep / drop reason.
+
+Model stages are Ray Data ``map_batches`` classes: the model loads once in ``__init__`` and
+``__call__`` scores a numpy batch (``keyframes`` column, see :mod:`pipelines.curate.frames`).
+A model stage without configured weights is *skipped*: it writes NaN scores, its rule keeps the
+row, and ``skipped_reason`` says why in plain words so the funnel can report it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+
+from pipelines.curate.config import (
+    AestheticConfig,
+    CurateConfig,
+    NSFWConfig,
+    SizeConfig,
+    StageConfig,
+    ToxicityConfig,
+    WatermarkConfig,
+)
+from pipelines.curate.frames import batch_length, iter_frame_stacks, rgb_to_bgr, select_keyframes
+from pipelines.curate.motion import decide as decide_motion
+
+Decision = tuple[bool, "str | None"]
+
+
+def _score(row: Mapping[str, Any], column: str) -> float | None:
+    """A finite score from the row, or None when the stage did not score it (missing / skipped)."""
+    value = row.get(column)
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+# --- rules: row -> (keep, reason) ----------------------------------------------------------------
+
+
+def decide_size(row: Mapping[str, Any], config: SizeConfig) -> Decision:
+    width, height = int(row["width"]), int(row["height"])
+    if min(width, height) < config.min_short_side:
+        return False, "too_small"
+    if max(width, height) / min(width, height) > config.max_aspect_ratio:
+        return False, "bad_aspect_ratio"
+    duration = _score(row, "duration")
+    if duration is not None and duration < config.min_seconds:
+        return False, "too_short"
+    if duration is not None and config.max_seconds is not None and duration > config.max_seconds:
+        return False, "too_long"
+    return True, None
+
+
+def decide_nsfw(row: Mapping[str, Any], config: NSFWConfig) -> Decision:
+    detector, head = _score(row, "nsfw_score"), _score(row, "nsfw_clip_score")
+    if detector is not None and detector > config.threshold:
+        return False, "nsfw"
+    if head is not None and head > config.clip_head_threshold:
+        return False, "nsfw"
+    return True, None
+
+
+def decide_toxicity(row: Mapping[str, Any], config: ToxicityConfig) -> Decision:
+    score = _score(row, "toxicity_score")
+    return (False, "toxic_text") if score is not None and score > config.threshold else (True, None)
+
+
+def decide_watermark(row: Mapping[str, Any], config: WatermarkConfig) -> Decision:
+    score = _score(row, "watermark_score")
+    return (False, "watermark") if score is not None and score > config.threshold else (True, None)
+
+
+def decide_aesthetic(row: Mapping[str, Any], config: AestheticConfig) -> Decision:
+    score = _score(row, "aesthetic_score")
+    return (False, "low_aesthetic") if score is not None and score < config.min_score else (True, None)
+
+
+def _decide_motion_row(row: Mapping[str, Any], config) -> Decision:
+    score = _score(row, "motion_score")
+    return (True, None) if score is None else decide_motion(score, config)
+
+
+# funnel order: cheap metadata first, then what the models scored; keys are CurateConfig fields
+RULES: dict[str, Callable[[Mapping[str, Any], Any], Decision]] = {
+    "size": decide_size,
+    "motion": _decide_motion_row,
+    "nsfw": decide_nsfw,
+    "toxicity": decide_toxicity,
+    "watermark": decide_watermark,
+    "aesthetic": decide_aesthetic,
+}
+
+
+def decide(row: Mapping[str, Any], config: CurateConfig, stages: tuple[str, ...] = tuple(RULES)) -> Decision:
+    """First failing rule among ``stages`` -> ``(False, reason)``; ``(True, None)`` if all pass."""
+    for stage in stages:
+        keep, reason = RULES[stage](row, getattr(config, stage))
+        if not keep:
+            return False, reason
+    return True, None
+
+
+# --- model stages ---------------------------------------------------------------------------------
+
+
+class ScoreStage:
+    """Base of the model filters: config parsing, skip handling, score column plumbing."""
+
+    name: ClassVar[str]
+    score_columns: ClassVar[tuple[str, ...]]
+    config_class: ClassVar[type[StageConfig]]
+
+    def __init__(self, config: StageConfig | dict | None = None):
+        self.config = self.config_class.model_validate(config or {})
+        self._skipped_reason = self.skip_reason(self.config)
+        if self._skipped_reason is None:
+            self._load()
+
+    @property
+    def skipped_reason(self) -> str | None:
+        """None when the stage runs; otherwise why it does not (for the run summary)."""
+        return self._skipped_reason
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = batch_length(batch)
+        if self._skipped_reason is not None:
+            return {**batch, **{column: np.full(n, np.nan) for column in self.score_columns}}
+        return {**batch, **{column: np.asarray(values, dtype=np.float64).reshape(n) for column, values in self.score(batch).items()}}
+
+    def decide(self, row: Mapping[str, Any]) -> Decision:
+        return RULES[self.name](row, self.config)
+
+    @classmethod
+    def skip_reason(cls, config: Any) -> str | None:
+        """Why a stage with this config does not run (decided from the config alone, no model loaded)."""
+        return None
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        raise NotImplementedError
+
+
+class NSFWFilter(ScoreStage):
+    """``nsfw_score``: max exposed-class probability of nudenet over the keyframes (0 when none found);
+    ``nsfw_clip_score`` from the CLIP-embedding head when its weights are configured, else NaN."""
+
+    name = "nsfw"
+    score_columns = ("nsfw_score", "nsfw_clip_score")
+    config_class = NSFWConfig
+
+    @classmethod
+    def skip_reason(cls, config: NSFWConfig) -> str | None:
+        return None if config.enabled else "NSFW filter disabled in config"
+
+    def _load(self) -> None:
+        from nudenet import NudeDetector
+
+        self.detector = NudeDetector()
+        self.exposed = set(self.config.exposed_classes)
+        self.head = None
+        if self.config.clip_head_path is not None:
+            from modeling.scorers import ClipImageEmbedder, ClipNSFWHead
+
+            self.embedder = ClipImageEmbedder(self.config.clip_model, self.config.clip_model_path)
+            self.head = ClipNSFWHead.from_weights(self.config.clip_head_path).to(self.embedder.device)
+
+    @property
+    def head_skipped_reason(self) -> str | None:
+        return self.head_skip_reason(self.config)
+
+    @classmethod
+    def head_skip_reason(cls, config: NSFWConfig) -> str | None:
+        if not config.enabled or config.clip_head_path is not None:
+            return cls.skip_reason(config)
+        return "CLIP NSFW head not configured (nsfw.clip_head_path); nudenet alone decides"
+
+    def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        stacks = _keyframe_stacks(batch, self.config.num_keyframes)
+        images = [rgb_to_bgr(frame) for stack in stacks for frame in stack]
+        detections = self.detector.detect_batch(images, batch_size=max(1, len(images)))
+        per_image = [max((d["score"] for d in found if d["class"] in self.exposed), default=0.0) for found in detections]
+        detector_scores = _max_per_row(per_image, [len(s) for s in stacks])
+        head_scores = self._head_scores(stacks) if self.head is not None else [math.nan] * len(stacks)
+        return {"nsfw_score": detector_scores, "nsfw_clip_score": head_scores}
+
+    def _head_scores(self, stacks: list[np.ndarray]) -> list[float]:
+        import torch
+
+        embeddings = self.embedder(np.concatenate(stacks))
+        with torch.inference_mode():
+            probabilities = self.head(torch.from_numpy(embeddings).to(self.embedder.device)).float().cpu().numpy()
+        return _max_per_row(list(probabilities), [len(s) for s in stacks])
+
+
+class ToxicityFilter(ScoreStage):
+    """``toxicity_score``: max offensive-text probability (alt-profanity-check) over the text columns."""
+
+    name = "toxicity"
+    score_columns = ("toxicity_score",)
+    config_class = ToxicityConfig
+
+    @classmethod
+    def skip_reason(cls, config: ToxicityConfig) -> str | None:
+        return None if config.enabled else "toxic-text filter disabled in config"
+
+    def _load(self) -> None:
+        from profanity_check import predict_prob
+
+        self.predict_prob = predict_prob
+
+    def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        return {"toxicity_score": self.score_texts(_row_texts(batch, self.config.text_columns))}
+
+    def score_texts(self, texts_per_row: list[list[str]]) -> list[float]:
+        flat = [text for texts in texts_per_row for text in texts]
+        probabilities = list(self.predict_prob(flat)) if flat else []
+        # a row without text has nothing offensive in it
+        return _max_per_row(probabilities, [len(t) for t in texts_per_row], empty=0.0)
+
+
+def _row_texts(batch: dict[str, np.ndarray], columns: tuple[str, ...]) -> list[list[str]]:
+    present = [batch[c] for c in columns if c in batch]
+    rows = zip(*present) if present else ([] for _ in range(batch_length(batch)))
+    return [[str(v) for v in values if isinstance(v, str) and v.strip()] for values in rows]
+
+
+class WatermarkFilter(ScoreStage):
+    """``watermark_score``: max P(watermark) of LAION's classifier over the keyframes."""
+
+    name = "watermark"
+    score_columns = ("watermark_score",)
+    config_class = WatermarkConfig
+
+    @classmethod
+    def skip_reason(cls, config: WatermarkConfig) -> str | None:
+        if config.weights_path is None:
+            return "watermark filter skipped: no weights configured (watermark.weights_path)"
+        return None
+
+    def _load(self) -> None:
+        from modeling.scorers import default_device, load_watermark_model
+
+        self.model = load_watermark_model(self.config.weights_path).to(default_device())
+
+    def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        from modeling.scorers import watermark_probability
+
+        stacks = _keyframe_stacks(batch, self.config.num_keyframes)
+        probabilities = [watermark_probability(self.model, stack, self.config.batch_size) for stack in stacks]
+        return {"watermark_score": [float(p.max()) for p in probabilities]}
+
+
+class AestheticFilter(ScoreStage):
+    """``aesthetic_score``: mean LAION aesthetic score over the keyframes' CLIP embeddings."""
+
+    name = "aesthetic"
+    score_columns = ("aesthetic_score",)
+    config_class = AestheticConfig
+
+    @classmethod
+    def skip_reason(cls, config: AestheticConfig) -> str | None:
+        if config.weights_path is None:
+            return "aesthetic filter skipped: no MLP weights configured (aesthetic.weights_path)"
+        if config.clip_model_path is None and not config.clip_model.startswith("local-dir:"):
+            return "aesthetic filter skipped: no CLIP weights configured (aesthetic.clip_model_path)"
+        return None
+
+    def _load(self) -> None:
+        from modeling.scorers import AestheticMLP, ClipImageEmbedder
+
+        self.embedder = ClipImageEmbedder(self.config.clip_model, self.config.clip_model_path)
+        self.mlp = AestheticMLP.from_weights(self.config.weights_path).to(self.embedder.device)
+
+    def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
+        import torch
+
+        stacks = _keyframe_stacks(batch, self.config.num_keyframes)
+        embeddings = self.embedder(np.concatenate(stacks), self.config.batch_size)
+        with torch.inference_mode():
+            scores = self.mlp(torch.from_numpy(embeddings).to(self.embedder.device)).float().cpu().numpy()
+        counts = np.cumsum([0] + [len(s) for s in stacks])
+        return {"aesthetic_score": [float(scores[a:b].mean()) for a, b in zip(counts[:-1], counts[1:])]}
+
+
+def _keyframe_stacks(batch: dict[str, np.ndarray], k: int) -> list[np.ndarray]:
+    return [select_keyframes(frames, k) for frames in iter_frame_stacks(batch)]
+
+
+def _max_per_row(values: list[float], counts: list[int], empty: float = math.nan) -> list[float]:
+    """Split a flat list of per-item values back into rows and take each row's max."""
+    out, start = [], 0
+    for count in counts:
+        chunk = values[start : start + count]
+        out.append(float(max(chunk)) if chunk else empty)
+        start += count
+    return out
+
+
+class SizeFilter:
+    """Size / duration / aspect-ratio rule on metadata columns ``width``, ``height``, ``duration``
+    (NaN for images); writes ``aspect_ratio``. No model, so never skipped."""
+
+    name = "size"
+    skipped_reason = None
+
+    def __init__(self, config: SizeConfig | dict | None = None):
+        self.config = SizeConfig.model_validate(config or {})
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        width, height = np.asarray(batch["width"], dtype=np.float64), np.asarray(batch["height"], dtype=np.float64)
+        return {**batch, "aspect_ratio": np.maximum(width, height) / np.maximum(np.minimum(width, height), 1)}
+
+    def decide(self, row: Mapping[str, Any]) -> Decision:
+        return decide_size(row, self.config)

@@ -1,0 +1,170 @@
+"""The curate job: samples -> (cut, Ray tasks) -> (annotate, Ray actors) -> select (driver) -> tables.
+
+Both Ray stages write their results as parts under ``work/curate/`` keyed by a hash of
+the settings that shape them, so a killed run resumes where it stopped and a changed
+setting recomputes only what it affects. The ``clips`` and ``funnel`` tables get a new
+version holding exactly this run's result; failures are upserted into ``quarantine``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from pipelines.curate.annotate import ANNOTATION_SCHEMA, Annotator, skipped_stages
+from pipelines.curate.config import CurateConfig
+from pipelines.curate.cut import CUT_SCHEMA, STAGE as CUT_STAGE, cut_batch
+from pipelines.curate.select import FunnelStep, funnel_rows, select_clips
+from pipelines.curate.workdir import StageParts
+from pipelines.ray_runner import ray_session
+from pipelines.settings import Settings
+from storage.catalog import Catalog, Manifest
+from storage.ids import stable_id
+from storage.schemas import CLIPS
+
+
+@dataclass
+class CurateSummary:
+    run_id: str
+    samples_version: int
+    samples: int
+    resumed_samples: int
+    clips: Manifest
+    funnel: list[FunnelStep]
+    skipped: dict[str, str]
+    quarantined: int
+    seconds: float
+    video_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def funnel_table(self) -> list[dict]:
+        return [
+            {"stage": s.stage, "in": s.rows_in, "out": s.rows_out,
+             "dropped": ", ".join(f"{k}: {v}" for k, v in sorted(s.dropped.items())) or "-",
+             "note": s.skipped_reason or ""}
+            for s in self.funnel
+        ]
+
+    def rows(self) -> list[dict]:
+        return [
+            {"metric": "samples (version)", "value": f"{self.samples} (v{self.samples_version})"},
+            {"metric": "samples resumed from an earlier run", "value": self.resumed_samples},
+            {"metric": "clips kept", "value": self.clips.row_counts["total"]},
+            {"metric": "clips version", "value": self.clips.version},
+            {"metric": "quarantined", "value": self.quarantined},
+            {"metric": "clips/s", "value": round(self.clips.row_counts["total"] / max(self.seconds, 1e-9), 2)},
+            *({"metric": f"skipped: {name}", "value": reason} for name, reason in sorted(self.skipped.items())),
+        ]
+
+
+def _hash(*parts: object) -> str:
+    text = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def run_curate(settings: Settings, run_id: str, samples_version: int | None = None) -> CurateSummary:
+    started = time.perf_counter()
+    config = settings.curate
+    location = settings.location()
+    catalog = Catalog(location)
+    samples_manifest = catalog.manifest("samples", samples_version)
+    samples = catalog.read("samples", samples_manifest.version)
+
+    cut_salt = _hash(config.split, config.transcode, config.pseudo_video, config.motion, config.dedup.num_keyframes,
+                     config.dedup.method)
+    annotate_salt = _hash(cut_salt, config.caption, config.toxicity, config.nsfw, config.watermark, config.aesthetic)
+    cut_parts = StageParts(location, "curate", f"cut-{cut_salt}", key="sample_id")
+    annotate_parts = StageParts(location, "curate", f"annotate-{annotate_salt}", key="id")
+
+    done_samples = cut_parts.done_keys()
+    with ray_session(settings.ray):
+        todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=pa.array(sorted(done_samples), pa.string()))))
+        _run_cut(todo, location, config, cut_parts, cut_salt)
+        outcomes = _latest_per_sample(cut_parts.read(CUT_SCHEMA), set(samples.column("id").to_pylist()))
+        clip_rows = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
+        done_clips = annotate_parts.done_keys()
+        pending = clip_rows.filter(pc.invert(pc.is_in(clip_rows.column("id"), value_set=pa.array(sorted(done_clips), pa.string()))))
+        _run_annotate(pending, location, config, annotate_parts)
+    skipped = skipped_stages(config)
+
+    annotations = {r["id"]: r for r in annotate_parts.read(ANNOTATION_SCHEMA).to_pylist()}
+    clips = [{**row, **annotations[row["id"]]} for row in clip_rows.to_pylist()]
+    others = [r for r in outcomes.to_pylist() if r["status"] != "clip"]
+    selection = select_clips(len(samples), others, clips, config, skipped)
+
+    quarantine = [
+        {"id": stable_id(CUT_STAGE, r["sample_id"]), "stage": CUT_STAGE, "source_uri": r["source_uri"],
+         "error": r["error"] or "Error", "reason": r["reason"], "sample_id": r["sample_id"]}
+        for r in others if r["status"] == "quarantine"
+    ]
+    extra = {"samples_version": samples_manifest.version}
+    config_hash = settings.config_hash()
+    kept = pa.Table.from_pylist([{name: row[name] for name in CLIPS.names} for row in selection.kept], schema=CLIPS)
+    clips_manifest = catalog.write("clips", kept, run_id=run_id,
+                                   config_hash=config_hash, extra=extra, mode="replace")
+    catalog.write("funnel", funnel_rows(selection.funnel), run_id=run_id, config_hash=config_hash, extra=extra,
+                  mode="replace")
+    if quarantine:
+        catalog.write("quarantine", quarantine, run_id=run_id, config_hash=config_hash, extra=extra)
+    return CurateSummary(
+        run_id=run_id,
+        samples_version=samples_manifest.version,
+        samples=len(samples),
+        resumed_samples=len(done_samples & set(samples.column("id").to_pylist())),
+        clips=clips_manifest,
+        funnel=selection.funnel,
+        skipped=skipped,
+        quarantined=len(quarantine),
+        seconds=time.perf_counter() - started,
+        video_seconds=float(sum(r["duration"] or 0.0 for r in samples.to_pylist() if r["kind"] == "video")),
+    )
+
+
+def _run_cut(samples: pa.Table, location, config: CurateConfig, parts: StageParts, salt: str) -> None:
+    if not len(samples):
+        return
+    # one sample per task: videos vary a lot in length, so small tasks balance the CPUs
+    blocks = [samples.slice(i, 1) for i in range(len(samples))]
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        cut_batch,
+        fn_kwargs={"location": location, "config": config, "parts": parts, "salt": salt},
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=1,
+    )
+    dataset.materialize()
+
+
+def _run_annotate(clips: pa.Table, location, config: CurateConfig, parts: StageParts) -> None:
+    if not len(clips):
+        return
+    cpus = max(1, int(ray.available_resources().get("CPU", 1)))
+    batch_size = 8
+    blocks = [clips.slice(i, batch_size) for i in range(0, len(clips), batch_size)]
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        Annotator,
+        fn_constructor_kwargs={"location": location, "config": config, "parts": parts},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, len(blocks))),
+        num_cpus=1,
+    )
+    dataset.materialize()
+
+
+def _latest_per_sample(outcomes: pa.Table, sample_ids: set[str]) -> pa.Table:
+    """Outcomes of the samples in this version; a sample cut twice (a retried task) counts once."""
+    rows, seen = [], {}
+    for row in outcomes.to_pylist():
+        if row["sample_id"] in sample_ids:
+            seen.setdefault(row["sample_id"], []).append(row)
+    for sample_id in sorted(seen):
+        unique = {r["id"] or r["status"]: r for r in seen[sample_id]}
+        rows += list(unique.values())
+    return pa.Table.from_pylist(rows, schema=CUT_SCHEMA)

@@ -1,0 +1,84 @@
+"""Driver side of curation: apply every filter's rule, dedup the survivors, count the funnel."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipelines.curate.config import CurateConfig
+from pipelines.curate.dedup import select_unique
+from pipelines.curate.filters import RULES
+
+FUNNEL_STAGES = ("cut", *RULES, "dedup")
+
+
+@dataclass
+class FunnelStep:
+    stage: str
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    skipped_reason: str | None = None
+
+
+@dataclass
+class Selection:
+    kept: list[dict[str, Any]]
+    funnel: list[FunnelStep]
+
+
+def select_clips(
+    samples_in: int,
+    cut_outcomes: list[dict[str, Any]],
+    clips: list[dict[str, Any]],
+    config: CurateConfig,
+    skipped: dict[str, str],
+) -> Selection:
+    """``clips`` are annotated clip rows; ``cut_outcomes`` the per-sample rows that made no clip."""
+    funnel = [FunnelStep("cut", samples_in, len(clips), dict(Counter(r["reason"] for r in cut_outcomes)))]
+    rows = clips
+    for stage in RULES:
+        survivors, dropped = [], Counter()
+        for row in rows:
+            keep, reason = RULES[stage](_decision_view(row), getattr(config, stage))
+            if keep:
+                survivors.append(row)
+            else:
+                dropped[reason] += 1
+        funnel.append(FunnelStep(stage, len(rows), len(survivors), dict(dropped), skipped.get(stage)))
+        rows = survivors
+    kept, dedup_step = _dedup(rows, config)
+    funnel.append(dedup_step)
+    return Selection(kept=kept, funnel=funnel)
+
+
+def _decision_view(row: dict[str, Any]) -> dict[str, Any]:
+    """Size rules judge the source media; a pseudo-video's duration is made up, so it has none."""
+    return {**row, "width": row["source_width"], "height": row["source_height"],
+            "duration": None if row["pseudo"] else row["duration"]}
+
+
+def _dedup(rows: list[dict[str, Any]], config: CurateConfig) -> tuple[list[dict[str, Any]], FunnelStep]:
+    if not rows:
+        return [], FunnelStep("dedup", 0, 0)
+    # prefer real footage over pseudo-videos, then longer clips
+    priority = [(0.0 if r["pseudo"] else 1e6) + r["duration"] for r in rows]
+    hashes = np.array([r["phash"] for r in rows], dtype=np.uint64)
+    result = select_unique([r["id"] for r in rows], hashes, config.dedup, priority=priority)
+    kept = [row for row, keep in zip(rows, result.keep) if keep]
+    skipped = "CLIP dedup needs embeddings; perceptual hash used" if config.dedup.method == "clip" else None
+    step = FunnelStep("dedup", len(rows), len(kept), {"near_duplicate": int((~result.keep).sum())} if len(kept) < len(rows) else {}, skipped)
+    return kept, step
+
+
+def funnel_rows(funnel: list[FunnelStep]) -> list[dict[str, Any]]:
+    return [
+        {"id": f"{order:02d}-{step.stage}", "order": order, "stage": step.stage, "rows_in": step.rows_in,
+         "rows_out": step.rows_out, "dropped": json.dumps(step.dropped, sort_keys=True),
+         "skipped_reason": step.skipped_reason}
+        for order, step in enumerate(funnel)
+    ]

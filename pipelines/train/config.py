@@ -1,0 +1,136 @@
+"""Training configuration: one pydantic model per stage plus what every stage shares.
+
+Defaults follow REFERENCE.md: 16 frames at a random fps in 1..30 with a high-to-low
+fps curriculum (Make-A-Video), frozen spatial layers, AdamW lr 1e-4, grad clip 1.0,
+EMA of the trainable weights. Every block forbids unknown keys, so a typo in
+train.yaml fails loudly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+StageName = Literal["base", "interpolation", "superres", "vae_decoder", "prior"]
+STAGES: tuple[str, ...] = ("base", "interpolation", "superres", "vae_decoder", "prior")
+PredictionType = Literal["epsilon", "v_prediction"]
+# Spelled out instead of imported from modeling, so loading settings does not import diffusers;
+# a test keeps them equal to modeling.inflate.VARIANTS and modeling.freeze.FreezePolicy.
+Variant = Literal["make_a_video", "videoldm", "lavie"]
+FreezePolicy = Literal["spatial_frozen", "temporal_and_attention", "all"]
+
+
+class _Block(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptimConfig(_Block):
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(0, ge=0, description="linear warmup, then cosine decay to 0 at the last step")
+    grad_clip: float = Field(1.0, gt=0)
+    ema_decay: float | None = Field(0.999, ge=0, lt=1, description="EMA of trainable weights; null disables it")
+
+
+class DataConfig(_Block):
+    clips_version: int | None = Field(None, ge=1, description="clips table version; latest when empty")
+    samples_version: int | None = Field(None, ge=1, description="samples table version for image rows")
+    batch_size: int = Field(1, ge=1, description="samples per worker per step")
+    fps_min: float = Field(1.0, gt=0)
+    fps_max: float = Field(30.0, gt=0)
+    curriculum_window: float = Field(
+        0.5, gt=0, le=1, description="width of the sampled fps band as a fraction of fps_max - fps_min"
+    )
+    image_ratio: float = Field(0.0, ge=0, lt=1, description="share of rows that are images (LaVie joint training)")
+    caption_dropout: float = Field(0.1, ge=0, le=1, description="classifier-free guidance dropout of text and image embedding")
+    prefetch_batches: int = Field(2, ge=0)
+
+    @model_validator(mode="after")
+    def _fps_ordered(self) -> "DataConfig":
+        if self.fps_min > self.fps_max:
+            raise ValueError("need fps_min <= fps_max")
+        return self
+
+
+class _StageBlock(_Block):
+    steps: int = Field(1000, ge=1)
+    width: int = Field(256, ge=8, description="pixels of the frames the stage trains on")
+    height: int = Field(256, ge=8)
+    num_frames: int = Field(16, ge=1)
+
+
+class _DiffusionStage(_StageBlock):
+    variant: Variant = "make_a_video"
+    freeze: FreezePolicy = "spatial_frozen"
+    prediction_type: PredictionType = "epsilon"
+    head_dim: int = Field(64, ge=1, description="channels per temporal attention head")
+    condition_on_fps: bool = True
+
+
+class BaseStage(_DiffusionStage):
+    image_conditioning: bool = Field(
+        True, description="condition on the CLIP image embedding of a frame (text-free video, Make-A-Video)"
+    )
+
+
+class InterpolationStage(_DiffusionStage):
+    variant: Variant = "videoldm"
+    num_frames: int = Field(5, ge=2, description="(context - 1) * factor + 1 frames")
+    factor: int = Field(4, ge=2)
+    context_dropout: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _frames_fit_factor(self) -> "InterpolationStage":
+        if (self.num_frames - 1) % self.factor:
+            raise ValueError("num_frames - 1 must be a multiple of factor")
+        return self
+
+
+class SuperresStage(_DiffusionStage):
+    variant: Variant = "lavie"
+    scale: int = Field(2, ge=2, description="latent upscaling factor; width/height are the high-res size")
+    max_noise_level: int = Field(100, ge=1, description="noise augmentation levels drawn in [0, max)")
+    num_frames: int = 8
+
+
+class VaeDecoderStage(_StageBlock):
+    num_frames: int = 8
+    adversarial_weight: float = Field(0.5, ge=0)
+    discriminator_channels: int = Field(64, ge=4)
+    discriminator_layers: int = Field(3, ge=1)
+
+
+class PriorStage(_StageBlock):
+    num_frames: int = 1
+    num_layers: int = Field(20, ge=1)
+    num_attention_heads: int = Field(32, ge=1)
+    attention_head_dim: int = Field(64, ge=1)
+
+
+class TrainConfig(_Block):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="run name: runs/<name>/<stage>/")
+    pretrained: str = Field("", description="Stable Diffusion folder (diffusers layout) or hub id")
+    num_workers: int = Field(2, ge=1)
+    cpus_per_worker: float = Field(1.0, gt=0, description="fractions leave CPUs to Ray Data on small machines")
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    mixed_precision: Literal["auto", "no"] = Field("auto", description="auto: bf16 autocast on GPU, fp32 on CPU")
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    max_failures: int = Field(0, ge=0, description="Ray Train restarts the worker group this often")
+    seed: int = 0
+    export_ema: bool = Field(True, description="export EMA weights when EMA is on")
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    base: BaseStage = Field(default_factory=BaseStage)
+    interpolation: InterpolationStage = Field(default_factory=InterpolationStage)
+    superres: SuperresStage = Field(default_factory=SuperresStage)
+    vae_decoder: VaeDecoderStage = Field(default_factory=VaeDecoderStage)
+    prior: PriorStage = Field(default_factory=PriorStage)
+
+    def stage(self, name: str) -> _StageBlock:
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}; expected one of {STAGES}")
+        return getattr(self, name)

@@ -1,0 +1,25 @@
+"""The stages run as Ray Data actor-pool stages: models load in the actor, batches are numpy."""
+
+import numpy as np
+
+from storage.media import read_image
+
+
+def test_stages_run_in_ray_data_actor_pools(ray_local, skimage_dir):
+    import ray.data
+
+    photos = [read_image(skimage_dir / name)[:256, :256] for name in ("astronaut.png", "coffee.png", "chelsea.png")]
+    items = [
+        {"id": f"row{i}", "keyframes": np.stack([p, p]), "caption": caption}
+        for i, (p, caption) in enumerate(zip(photos, ["a person in a space suit", "you stupid idiot", "a cat"]))
+    ]
+    from pipelines.curate.filters import NSFWFilter, ToxicityFilter
+
+    pool = ray.data.ActorPoolStrategy(size=1)
+    dataset = ray.data.from_items(items)
+    for stage, config in ((NSFWFilter, {"num_keyframes": 1}), (ToxicityFilter, {})):
+        dataset = dataset.map_batches(stage, fn_constructor_kwargs={"config": config}, batch_format="numpy", batch_size=2, compute=pool)
+    rows = sorted(dataset.drop_columns(["keyframes"]).take_all(), key=lambda r: r["id"])
+    assert [r["id"] for r in rows] == ["row0", "row1", "row2"]
+    assert all(0.0 <= r["nsfw_score"] < 0.5 for r in rows)
+    assert [r["toxicity_score"] > 0.5 for r in rows] == [False, True, False]
