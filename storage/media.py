@@ -198,11 +198,16 @@ def write_mp4(
         with av.open(path if not isinstance(path, os.PathLike) else str(path), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=rate)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(gop or max(1, round(fps)))}
-            # one thread: Ray runs one encoder per CPU already
+            keyint = str(gop or max(1, round(fps)))
+            stream.options = {"crf": str(crf), "preset": "veryfast", "g": keyint, "x264-params": "mbtree=0"}
+            # One thread: Ray runs one encoder per CPU already. No macroblock-tree rate control: once
+            # decord's own FFmpeg is loaded in the process it made the bytes differ from run to run,
+            # and content-addressed clips must come out identical when a killed job resumes.
             stream.codec_context.thread_count = 1
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            for index, rgb in enumerate(frames):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts, frame.time_base = index, 1 / rate
+                for packet in stream.encode(frame):
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)

@@ -39,7 +39,8 @@ def select_clips(
     skipped: dict[str, str],
 ) -> Selection:
     """``clips`` are annotated clip rows; ``cut_outcomes`` the per-sample rows that made no clip."""
-    funnel = [FunnelStep("cut", samples_in, len(clips), dict(Counter(r["reason"] for r in cut_outcomes)))]
+    cut_losses = Counter(r["reason"] if r["status"] == "dropped" else f"quarantined: {r['error']}" for r in cut_outcomes)
+    funnel = [FunnelStep("cut", samples_in, len(clips), dict(cut_losses))]
     rows = clips
     for stage in RULES:
         survivors, dropped = [], Counter()

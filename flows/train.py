@@ -1,0 +1,86 @@
+"""Prefect flow ``train``: one task per stage, each running the Ray Train job.
+
+``--stage all`` trains base -> interpolation -> superres -> vae_decoder (-> prior when
+the base is conditioned on image embeddings) and assembles the cascade folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+
+from pipelines.settings import Settings
+from pipelines.train.config import STAGES
+from pipelines.train.job import StageResult, run_stage
+
+CASCADE_ORDER = ("base", "interpolation", "superres", "vae_decoder")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    stages: list[StageResult]
+    cascade: str | None  # the assembled cascade folder (``--stage all``)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [result.row() for result in self.stages]
+
+
+def stages_for(stage: str, settings: Settings) -> list[str]:
+    if stage == "all":
+        return [*CASCADE_ORDER, *(["prior"] if settings.train.base.image_conditioning else [])]
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected 'all' or one of {', '.join(STAGES)}")
+    return [stage]
+
+
+@task(name="train-ray-job")
+def train_stage_task(settings: Settings, stage: str) -> StageResult:
+    return run_stage(settings, stage)
+
+
+@task(name="assemble-cascade")
+def assemble_cascade_task(settings: Settings, stages: list[str]) -> str:
+    from pipelines.train.export import assemble_cascade
+
+    return assemble_cascade(settings.location(), settings.train, stages)
+
+
+@flow(name="train")
+def train_flow(settings: Settings, stage: str = "base") -> TrainSummary:
+    """Train one stage, or every stage in cascade order with ``stage="all"``."""
+    stages = stages_for(stage, settings)
+    results = [train_stage_task(settings, name) for name in stages]
+    cascade = assemble_cascade_task(settings, stages) if stage == "all" else None
+    summary = TrainSummary(results, cascade)
+    create_table_artifact(key="train-summary", table=summary.rows(), description=f"train {settings.train.name}: {stage}")
+    return summary
+
+
+def train_command(
+    stage: Annotated[str, typer.Option("--stage", help="base | interpolation | superres | vae_decoder | prior | all")] = "base",
+    root: Annotated[
+        Optional[str], typer.Option("--root", help="Storage root (folder, file://..., s3://...); overrides storage.root.")
+    ] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="YAML settings file (default: ./t2v.yaml when present).")
+    ] = None,
+) -> None:
+    """Train a cascade stage on the curated [bold]clips[/bold] with Ray Train; rerun to resume."""
+    from flows.cli import _settings
+    from flows.console import console, fail, print_table
+
+    settings = _settings(config, root)
+    try:
+        stages_for(stage, settings)
+    except ValueError as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    summary = train_flow(settings=settings, stage=stage)
+    print_table(f"train {settings.train.name}", summary.rows())
+    if summary.cascade:
+        console.print(f"cascade: [bold]{summary.cascade}[/bold]")
