@@ -1,0 +1,169 @@
+"""Evaluation protocols (what the papers measured) and the video preprocessing each implies.
+
+Every protocol is a pydantic model with a ``kind`` discriminator, so a run config
+can hold any of them. Protocols are defined on uint8 RGB videos shaped
+(b, frames, h, w, 3), the form real clips and saved mp4s take. Generated videos
+straight from a decoder are floats in [-1, 1]; declare ``input_range="signed_unit"``
+for those and they are quantised to uint8 first, as saving them would. A
+value-range guard rejects the other form, because silently scaling [-1, 1] data
+as if it were 0..255 (or the reverse) gives plausible-looking wrong metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from pydantic import BaseModel, ConfigDict, Field
+
+InputRange = Literal["uint8", "signed_unit"]
+# Slack for decoders that overshoot [-1, 1] a little before clamping.
+_SIGNED_UNIT_SLACK = 1e-2
+
+
+class ValueRangeError(ValueError):
+    """A video's dtype or values do not match the declared input range."""
+
+
+class _VideoProtocol(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    num_frames: int = Field(16, ge=1)
+    input_range: InputRange = "uint8"
+    # Random-init networks (no weights configured) are seeded so every worker agrees.
+    init_seed: int = 0
+
+    def video_uint8(self, video: np.ndarray) -> np.ndarray:
+        """Checked (b, num_frames, h, w, 3) uint8 clip: the first ``num_frames`` frames."""
+        return first_frames(to_uint8(video, self.input_range), self.num_frames)
+
+
+class FVDProtocol(_VideoProtocol):
+    """FVD with I3D logits; default StyleGAN-V ``fvd2048_16f``: 2048 real + 2048 fake, 16 frames, 224 px, [-1, 1]."""
+
+    kind: Literal["fvd"] = "fvd"
+    name: str = "fvd2048_16f"
+    num_real: int = 2048
+    num_fake: int = 2048
+    size: int = 224
+    feature_dim: int = 400
+
+    def preprocess(self, video: np.ndarray) -> torch.Tensor:
+        """uint8 (b, f, h, w, 3) -> I3D input (b, 3, f, size, size) in [-1, 1]."""
+        frames = resize_frames(self.video_uint8(video), (self.size, self.size))
+        return rearrange(frames / 127.5 - 1.0, "(b f) c h w -> b c f h w", f=self.num_frames)
+
+
+class ISProtocol(_VideoProtocol):
+    """Inception Score with C3D on UCF-101 (TGANv2: 2048 samples x 10 splits, 16 frames at 112x112)."""
+
+    kind: Literal["is"] = "is"
+    name: str = "is_tganv2_c3d"
+    num_samples: int = 2048
+    splits: int = 10
+    size: int = 112
+    num_classes: int = 101
+    # Per-channel means subtracted on the 0..255 scale, in ``channel_order``. The
+    # default approximates the Sports-1M mean C3D was trained with; set both to
+    # match whatever the converted weights expect.
+    mean: tuple[float, float, float] = (90.25, 97.66, 101.41)
+    channel_order: Literal["rgb", "bgr"] = "rgb"
+
+    def preprocess(self, video: np.ndarray) -> torch.Tensor:
+        """uint8 (b, f, h, w, 3) -> C3D input (b, 3, 16, 112, 112), mean-subtracted 0..255 values."""
+        frames = resize_frames(self.video_uint8(video), (self.size, self.size))
+        if self.channel_order == "bgr":
+            frames = frames.flip(1)
+        frames = frames - torch.tensor(self.mean).view(1, 3, 1, 1)
+        return rearrange(frames, "(b f) c h w -> b c f h w", f=self.num_frames)
+
+    @property
+    def total_samples(self) -> int:
+        return self.num_samples * self.splits
+
+
+class FIDProtocol(_VideoProtocol):
+    """FID on frames with Inception-v3 pool features (2048-d) at 299x299, [-1, 1] input."""
+
+    kind: Literal["fid"] = "fid"
+    name: str = "fid_frames"
+    num_samples: int = 2048
+    size: int = 299
+    feature_dim: int = 2048
+
+    def preprocess(self, video: np.ndarray) -> torch.Tensor:
+        """uint8 (b, f, h, w, 3) -> Inception input (b * f, 3, 299, 299) in [-1, 1]."""
+        return resize_frames(self.video_uint8(video), (self.size, self.size)) / 127.5 - 1.0
+
+
+class CLIPSIMProtocol(_VideoProtocol):
+    """CLIPSIM: mean over frames of cosine(frame, prompt) with CLIP ViT-B/32, on the 0..1 scale."""
+
+    kind: Literal["clipsim"] = "clipsim"
+    name: str = "clipsim_vitb32"
+    clip_model: str = "ViT-B-32"
+    # A tag resolved from open_clip's local cache, or a weights path; None -> random init.
+    clip_pretrained: str | None = "openai"
+
+    def preprocess(self, video: np.ndarray) -> torch.Tensor:
+        """uint8 (b, f, h, w, 3) -> frames (b * f, 3, h, w) in [0, 1]; CLIP resizes them itself."""
+        return rearrange(torch.from_numpy(self.video_uint8(video)), "b f h w c -> (b f) c h w").float() / 255.0
+
+
+Protocol = Annotated[Union[FVDProtocol, ISProtocol, FIDProtocol, CLIPSIMProtocol], Field(discriminator="kind")]
+
+PRESETS: dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol] = {
+    "fvd2048_16f": FVDProtocol(),
+    "fvd2048_128f": FVDProtocol(name="fvd2048_128f", num_frames=128),
+    "is_tganv2_c3d": ISProtocol(),
+    "fid_frames": FIDProtocol(),
+    "clipsim_vitb32": CLIPSIMProtocol(),
+}
+
+
+def check_value_range(video: np.ndarray, expected: InputRange) -> None:
+    """Raise :class:`ValueRangeError` unless ``video`` is uint8 / floats in [-1, 1] as ``expected``."""
+    is_float = np.issubdtype(video.dtype, np.floating)
+    if expected == "uint8":
+        if video.dtype == np.uint8:
+            return
+        hint = " (looks like [-1, 1] data: declare input_range='signed_unit')" if is_float and video.min() < 0 else ""
+        raise ValueRangeError(f"expected uint8 video, got {video.dtype}{hint}")
+    if not is_float:
+        raise ValueRangeError(f"expected float video in [-1, 1], got {video.dtype} (declare input_range='uint8')")
+    low, high = float(video.min()), float(video.max())
+    if low < -1 - _SIGNED_UNIT_SLACK or high > 1 + _SIGNED_UNIT_SLACK:
+        raise ValueRangeError(f"expected float video in [-1, 1], got values in [{low:.3g}, {high:.3g}]")
+
+
+def to_uint8(video: np.ndarray, input_range: InputRange) -> np.ndarray:
+    """Checked uint8 copy of ``video``; [-1, 1] floats are quantised the way saving to mp4 would."""
+    check_value_range(video, input_range)
+    if input_range == "uint8":
+        return video
+    return np.round((np.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def first_frames(video: np.ndarray, num_frames: int) -> np.ndarray:
+    """The first ``num_frames`` frames of a (b, f, h, w, 3) batch; fewer is an error, not padding."""
+    if video.ndim != 5 or video.shape[-1] != 3:
+        raise ValueError(f"expected (b, frames, h, w, 3) RGB videos, got shape {video.shape}")
+    if video.shape[1] < num_frames:
+        raise ValueError(f"protocol needs {num_frames} frames, video has {video.shape[1]}")
+    return video[:, :num_frames]
+
+
+def resize_frames(video: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (b, f, h, w, 3) -> float (b * f, 3, *size) on the 0..255 scale.
+
+    Bilinear without antialiasing, like the TF/PyTorch FVD reference code (the
+    half-pixel convention follows PyTorch's ``align_corners=False``).
+    """
+    frames = rearrange(torch.from_numpy(np.ascontiguousarray(video)), "b f h w c -> (b f) c h w").float()
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
