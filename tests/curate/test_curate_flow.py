@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from flows.curate import curate_flow
 from flows.ingest import ingest_flow
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.cut import cut_sample
+from pipelines.curate.export import export_clips
 from pipelines.settings import load_settings
 from storage import media
 from storage.blobs import BlobStore
@@ -111,6 +113,21 @@ def test_curate_flow_cuts_scores_captions_and_quarantines(ingested, tmp_path, ti
         assert after["rows_in"] == before["rows_out"]
         assert before["rows_in"] - before["rows_out"] == sum(json.loads(before["dropped"]).values()) or before["stage"] == "cut"
     assert summary.skipped["watermark"].startswith("watermark filter skipped")
+
+    # Training-ready exports of that version.
+    assert export_clips(settings.location(), tmp_path / "wds", "webdataset", shard_size=3) == len(clips)
+    shards = sorted((tmp_path / "wds").glob("clips-*.tar"))
+    assert len(shards) == -(-len(clips) // 3)
+    with tarfile.open(shards[0]) as tar:
+        names = tar.getnames()
+        first = json.loads(tar.extractfile(names[2]).read())
+        assert names[:3] == [f"{first['id']}.{ext}" for ext in ("mp4", "txt", "json")]
+        assert media.probe_video(tar.extractfile(names[0]).read()).num_frames == first["num_frames"]
+    assert export_clips(settings.location(), tmp_path / "hf", "hf") == len(clips)
+    import datasets
+
+    exported = datasets.load_from_disk(str(tmp_path / "hf"))
+    assert sorted(exported["id"]) == sorted(c["id"] for c in clips)
 
     # Rerun: nothing recomputed, same clips, a new version.
     again = curate_flow(settings=settings)
