@@ -1,0 +1,249 @@
+"""Training-step time and peak memory of the inflated video UNets vs diffusers' AnimateDiff.
+
+Every variant (make_a_video, videoldm, lavie) and AnimateDiff (``UNetMotionModel.from_unet2d``)
+inflate the same 2D UNet in the same run. A step = forward + backward + AdamW step on 16
+frames with the spatial layers frozen (only temporal layers train, as AnimateDiff/VideoLDM
+do). Each runs with and without gradient checkpointing. Temporal layers of our variants are
+sized (feed-forward width) to the AnimateDiff motion-module parameter count.
+
+Step time: wall seconds on GPU; on CPU the process's CPU seconds (a shared machine makes
+wall time swing by 10x), settings interleaved round-robin, fastest kept.
+Peak memory: ``torch.cuda.max_memory_allocated`` on GPU; on CPU a dispatch-mode tracker
+that adds up the bytes of every storage created during the step and subtracts them when
+freed (weights and optimizer state that exist before the step are not counted).
+
+    OMP_NUM_THREADS=1 python benchmarks/unet_step.py            # CPU, float32, ~4 min on an idle core
+    (one thread: spinning OpenMP threads on a busy machine inflate the CPU seconds)
+    python benchmarks/unet_step.py --steps 10 --size large      # on a GPU: bf16, TFLOP/s
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+
+import modeling
+from modeling.freeze import apply_freeze_policy
+
+SIZES = {
+    # small-but-not-tiny: SD layout, 3 levels, runs on 2 CPU cores in a few minutes
+    "small": dict(block_out_channels=(32, 64, 128), layers_per_block=1, cross_attention_dim=128, latent=16),
+    "large": dict(block_out_channels=(320, 640, 1280), layers_per_block=2, cross_attention_dim=768, latent=32),
+}
+
+
+class AllocationTracker(TorchDispatchMode):
+    """Live bytes of storages created while active, and their peak."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor):
+                self._track(tensor.untyped_storage())
+        return out
+
+    def _track(self, storage: torch.UntypedStorage) -> None:
+        key = id(storage)
+        if key in self._tracked:
+            return
+        size = storage.nbytes()
+        self._tracked.add(key)
+        self.live += size
+        self.peak = max(self.peak, self.live)
+        weakref.finalize(storage, self._release, key, size)
+
+    def _release(self, key: int, size: int) -> None:
+        self._tracked.discard(key)
+        self.live -= size
+
+
+@dataclass
+class Row:
+    name: str
+    temporal_params: int
+    step_s: float
+    step_ckpt_s: float
+    peak_mb: float
+    peak_ckpt_mb: float
+    tflops: float
+
+
+def base_unet(size: str) -> UNet2DConditionModel:
+    spec = SIZES[size]
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        sample_size=spec["latent"],
+        block_out_channels=spec["block_out_channels"],
+        layers_per_block=spec["layers_per_block"],
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=spec["cross_attention_dim"],
+        attention_head_dim=8,
+    )
+
+
+def animatediff(unet2d: UNet2DConditionModel) -> UNetMotionModel:
+    adapter = MotionAdapter(
+        block_out_channels=unet2d.config.block_out_channels,
+        motion_layers_per_block=unet2d.config.layers_per_block,
+        motion_num_attention_heads=8,
+        motion_max_seq_length=32,
+    )
+    model = UNetMotionModel.from_unet2d(unet2d, adapter)
+    model.freeze_unet2d_params()  # AnimateDiff trains the motion modules only
+    return model
+
+
+def count_trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def sized_variant(unet2d: UNet2DConditionModel, variant: str, target: int | None) -> torch.nn.Module:
+    """Inflate with the feed-forward width whose temporal parameter count is closest to
+    ``target`` (None: no feed-forward, the papers' layers as they are)."""
+    candidates = []
+    for ff_mult in (0,) if target is None else (0, 1, 2, 4, 8, 16, 32):
+        model = modeling.inflate(unet2d, variant, head_dim=16, ff_mult=ff_mult, spatial_kernel=1)
+        apply_freeze_policy(model, "spatial_frozen")
+        candidates.append((abs(count_trainable(model) - (target or 0)), ff_mult, model))
+    _, ff_mult, model = min(candidates, key=lambda c: c[0])
+    print(f"{variant}: ff_mult={ff_mult}", file=sys.stderr, flush=True)
+    return model
+
+
+def make_step(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    spec = SIZES[args.size]
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    latents = torch.randn(args.batch, 4, args.frames, spec["latent"], spec["latent"], generator=generator).to(device)
+    text = torch.randn(args.batch, 77, spec["cross_attention_dim"], generator=generator).to(device)
+    timesteps = torch.randint(0, 1000, (args.batch,), generator=generator).to(device)
+    if isinstance(model, UNetMotionModel):  # it expects text already repeated per frame, as its pipeline does
+        text = text.repeat_interleave(args.frames, dim=0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            prediction = model(latents, timesteps, text).sample
+        torch.nn.functional.mse_loss(prediction.float(), latents).backward()
+        optimizer.step()
+
+    return step
+
+
+def timed_step(step: Callable[[], None], device: torch.device) -> float:
+    """Wall seconds on GPU; on CPU the seconds of CPU this process used (all its threads),
+    which other processes on a shared machine disturb far less than wall time."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        return time.perf_counter() - start
+    start = time.process_time()
+    step()
+    return time.process_time() - start
+
+
+def peak_memory_mb(step: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with AllocationTracker() as tracker:
+        step()
+    return tracker.peak / 2**20
+
+
+def set_checkpointing(model: torch.nn.Module, enabled: bool) -> None:
+    if enabled:
+        model.enable_gradient_checkpointing()
+    else:
+        model.disable_gradient_checkpointing()
+
+
+def measure_all(models: dict[str, torch.nn.Module], args: argparse.Namespace, device: torch.device) -> list[Row]:
+    """Round-robin over (model, checkpointing) so load changes on a shared machine hit all
+    settings alike; each setting keeps its fastest step."""
+    steps = {name: make_step(model.to(device).train(), args, device) for name, model in models.items()}
+    settings = [(name, ckpt) for name in models for ckpt in (False, True)]
+    durations: dict[tuple[str, bool], list[float]] = {setting: [] for setting in settings}
+    peaks: dict[tuple[str, bool], float] = {}
+    for name, ckpt in settings:
+        set_checkpointing(models[name], ckpt)
+        # Also the warm-up. AdamW creates its state at the end of the first step, after
+        # activations are freed, so that does not move the peak.
+        peaks[name, ckpt] = peak_memory_mb(steps[name], device)
+    for round_index in range(args.steps):
+        for name, ckpt in settings:
+            set_checkpointing(models[name], ckpt)
+            durations[name, ckpt].append(timed_step(steps[name], device))
+        print(f"round {round_index + 1}/{args.steps} done", file=sys.stderr, flush=True)
+    rows = []
+    for name, model in models.items():
+        step_s = min(durations[name, False])
+        tflops = float("nan")
+        if device.type == "cuda":  # counting costs a slow step; on CPU the figure says little
+            set_checkpointing(model, False)
+            with FlopCounterMode(display=False) as flops:
+                steps[name]()
+            tflops = flops.get_total_flops() / step_s / 1e12
+        rows.append(
+            Row(name, count_trainable(model), step_s, min(durations[name, True]), peaks[name, False], peaks[name, True], tflops)
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="small")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2, help="timed rounds (fastest step kept)")
+    parser.add_argument("--no-match", action="store_true", help="paper-sized temporal layers (no feed-forward)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    unet2d = base_unet(args.size)
+    models: dict[str, torch.nn.Module] = {"animatediff": animatediff(unet2d)}
+    target = None if args.no_match else count_trainable(models["animatediff"])
+    for variant in ("make_a_video", "videoldm", "lavie"):
+        models[variant] = sized_variant(unet2d, variant, target)
+    rows = measure_all(models, args, device)
+
+    reference = rows[0]
+    dtype = "bf16 autocast" if device.type == "cuda" else "float32"
+    clock = "wall" if device.type == "cuda" else "process CPU"
+    print(f"device={device} ({torch.get_num_threads()} threads, {clock} seconds) dtype={dtype} size={args.size} "
+          f"frames={args.frames} batch={args.batch} rounds={args.steps} (fastest), spatial layers frozen")
+    header = (f"{'model':<13}{'temporal params':>16}{'x AD':>6}{'step s':>9}{'x AD':>6}{'ckpt s':>9}"
+              f"{'peak MB':>9}{'ckpt MB':>9}{'ckpt/no':>8}{'TFLOP/s':>9}")
+    print(header)
+    for row in rows:
+        print(f"{row.name:<13}{row.temporal_params:>16,}{row.temporal_params / reference.temporal_params:>6.2f}"
+              f"{row.step_s:>9.3f}{row.step_s / reference.step_s:>6.2f}{row.step_ckpt_s:>9.3f}"
+              f"{row.peak_mb:>9.1f}{row.peak_ckpt_mb:>9.1f}{row.peak_ckpt_mb / row.peak_mb:>8.2f}{row.tflops:>9.3g}")
+    print("targets: step time x AD <= 1.00 at matched temporal params; ckpt/no peak memory <= 0.60")
+
+
+if __name__ == "__main__":
+    main()

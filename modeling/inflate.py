@@ -1,0 +1,141 @@
+"""Recipes that place temporal layers around a diffusers 2D UNet's blocks, per paper.
+
+- ``make_a_video``: identity Conv1d over time after each ResNet conv, temporal
+  attention (zero output projection) after each spatial transformer.
+- ``videoldm``: 3D-conv residual block after each ResNet block and temporal attention
+  with sinusoidal frame positions after each transformer, each merged by a learned
+  alpha that starts at exactly "all spatial". The temporal layers themselves are left
+  randomly initialised: alpha gates them, and alpha only gets a gradient if they differ
+  from the spatial output.
+- ``lavie``: temporal self-attention with rotary position embedding after each
+  transformer, zero output projection.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
+
+from diffusers import UNet2DConditionModel
+from diffusers.models.resnet import ResnetBlock2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from torch import nn
+
+from modeling.temporal_layers import (
+    AlphaBlend,
+    FrameContextSlot,
+    TemporalAdapter,
+    TemporalAttention,
+    TemporalConv1d,
+    TemporalConvBlock,
+)
+
+if TYPE_CHECKING:
+    from modeling.video_unet import VideoUNet
+
+Variant = Literal["make_a_video", "videoldm", "lavie"]
+VARIANTS: tuple[str, ...] = ("make_a_video", "videoldm", "lavie")
+
+
+@dataclass
+class InflationOptions:
+    head_dim: int = 64  # temporal attention heads = channels // head_dim
+    ff_mult: int = 0  # feed-forward after temporal attention (0: none)
+    temporal_kernel: int = 3
+    spatial_kernel: int = 3  # VideoLDM 3D conv; 1 makes it a pure temporal conv
+    fps_embedding: bool = True
+    image_embed_dim: int | None = None  # CLIP image embedding size for the projector
+    num_image_tokens: int = 4
+
+
+@dataclass
+class Placement:
+    """One temporal layer and the spatial module whose output it transforms."""
+
+    host: nn.Module
+    layer: nn.Module
+    blend: AlphaBlend | None
+    # ResNet blocks already run under diffusers' checkpointing; transformers' outputs do not.
+    self_checkpoint: bool
+
+
+def _attention(channels: int, options: InflationOptions, positions: str, zero_init: bool) -> TemporalAttention:
+    num_heads = max(1, channels // options.head_dim)
+    return TemporalAttention(channels, num_heads, positions, zero_init=zero_init, ff_mult=options.ff_mult)
+
+
+def _make_a_video(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
+    if isinstance(module, ResnetBlock2D):
+        return [
+            Placement(conv, TemporalConv1d(conv.out_channels, options.temporal_kernel), None, False)
+            for conv in (module.conv1, module.conv2)
+        ]
+    channels = module.config.in_channels
+    return [Placement(module, _attention(channels, options, "none", zero_init=True), None, True)]
+
+
+def _videoldm(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
+    if isinstance(module, ResnetBlock2D):
+        block = TemporalConvBlock(module.out_channels, norm_groups, options.temporal_kernel, options.spatial_kernel)
+        return [Placement(module, block, AlphaBlend(), False)]
+    channels = module.config.in_channels
+    attention = _attention(channels, options, "sinusoidal", zero_init=False)
+    return [Placement(module, attention, AlphaBlend(), True)]
+
+
+def _lavie(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
+    if isinstance(module, ResnetBlock2D):
+        return []
+    channels = module.config.in_channels
+    return [Placement(module, _attention(channels, options, "rope", zero_init=True), None, True)]
+
+
+RECIPES: dict[str, Callable[[nn.Module, InflationOptions, int], list[Placement]]] = {
+    "make_a_video": _make_a_video,
+    "videoldm": _videoldm,
+    "lavie": _lavie,
+}
+
+
+def attach_temporal_layers(
+    unet: UNet2DConditionModel, variant: str, options: InflationOptions, frames: FrameContextSlot
+) -> nn.ModuleDict:
+    """Create the variant's temporal layers and hook them onto ``unet``'s modules.
+
+    Returns them keyed by host module path ('.' -> '-', as ModuleDict keys need).
+    """
+    if variant not in RECIPES:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    recipe = RECIPES[variant]
+    host_names = {module: name for name, module in unet.named_modules()}
+    adapters = nn.ModuleDict()
+    for module in list(host_names):
+        if not isinstance(module, (ResnetBlock2D, Transformer2DModel)):
+            continue
+        for placement in recipe(module, options, unet.config.norm_num_groups):
+            adapter = TemporalAdapter(placement.layer, frames, placement.blend, placement.self_checkpoint)
+            placement.host.register_forward_hook(adapter.hook)
+            adapters[host_names[placement.host].replace(".", "-")] = adapter
+    return adapters
+
+
+def inflate(unet2d: UNet2DConditionModel, variant: Variant = "make_a_video", **options) -> VideoUNet:
+    """Inflate a diffusers 2D UNet into a video UNet; ``unet2d`` itself is left untouched."""
+    # Imported here: VideoUNet builds its layers with this module's recipes.
+    from modeling.video_unet import VideoUNet
+
+    return VideoUNet.from_unet2d(unet2d, variant=variant, **options)
+
+
+class _CallableModule(ModuleType):
+    """Lets ``modeling.inflate(...)`` work even once this submodule has been imported
+    (importing a submodule rebinds the package attribute of the same name to it)."""
+
+    def __call__(self, unet2d: UNet2DConditionModel, variant: Variant = "make_a_video", **options) -> VideoUNet:
+        return inflate(unet2d, variant, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
