@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "inflate": "modeling.inflate",
-    "InflationOptions": "modeling.inflate",
+    "inflate": "modeling.inflation",
+    "InflationOptions": "modeling.inflation",
     "VideoUNet": "modeling.video_unet",
     "VideoUNetOutput": "modeling.video_unet",
     "FpsEmbedding": "modeling.conditioning",

@@ -23,7 +23,7 @@ from torch import nn
 
 from modeling.conditioning import FpsEmbedding, ImageEmbeddingProjector
 from modeling.freeze import SPATIAL_PREFIX, spatial_parameters
-from modeling.inflate import InflationOptions, Variant, attach_temporal_layers
+from modeling.inflation import InflationOptions, Variant, attach_temporal_layers
 from modeling.temporal_layers import FrameContext, FrameContextSlot
 
 

@@ -40,6 +40,6 @@ def make_unet2d():
 @pytest.fixture
 def tiny_video_unet(tiny_unet2d):
     """A tiny Make-A-Video-inflated VideoUNet (cross_attention_dim 32, 4 latent channels)."""
-    from modeling.inflate import inflate
+    from modeling.inflation import inflate
 
     return inflate(tiny_unet2d, "make_a_video", head_dim=8).eval()

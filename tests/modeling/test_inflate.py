@@ -7,7 +7,7 @@ import torch
 from einops import rearrange, repeat
 
 import modeling
-from modeling.inflate import VARIANTS
+from modeling.inflation import VARIANTS
 from modeling.temporal_layers import AlphaBlend, TemporalAttention, TemporalConv1d, TemporalConvBlock
 
 

@@ -7,7 +7,7 @@ import torch
 
 import modeling
 from modeling.freeze import spatial_transformer_parameters
-from modeling.inflate import VARIANTS
+from modeling.inflation import VARIANTS
 from modeling.temporal_layers import TemporalAdapter
 
 

@@ -13,10 +13,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Literal
 
 from diffusers import UNet2DConditionModel
@@ -128,14 +126,3 @@ def inflate(unet2d: UNet2DConditionModel, variant: Variant = "make_a_video", **o
     from modeling.video_unet import VideoUNet
 
     return VideoUNet.from_unet2d(unet2d, variant=variant, **options)
-
-
-class _CallableModule(ModuleType):
-    """Lets ``modeling.inflate(...)`` work even once this submodule has been imported
-    (importing a submodule rebinds the package attribute of the same name to it)."""
-
-    def __call__(self, unet2d: UNet2DConditionModel, variant: Variant = "make_a_video", **options) -> VideoUNet:
-        return inflate(unet2d, variant, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
