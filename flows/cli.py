@@ -96,6 +96,33 @@ def curate(
 
 
 @app.command()
+def train(
+    stage: Annotated[str, typer.Option("--stage", help="base | interpolation | superres | vae_decoder | prior | all")] = "base",
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Train a cascade stage on the curated [bold]clips[/bold] with Ray Train; rerun to resume.
+
+    Settings live under `train:` in the config file; `--stage all` trains the cascade in order
+    and assembles `runs/<name>/cascade` on the storage root.
+    """
+    from flows.train import stages_for, train_flow
+    from pipelines.train.job import make_job
+
+    settings = _settings(config, root)
+    try:
+        for name in stages_for(stage, settings):
+            make_job(settings, name)  # settings errors stop here, before Ray starts
+        summary = train_flow(settings=settings, stage=stage)
+    except ValueError as exc:  # bad settings, no clips to train on
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    print_table(f"train {settings.train.name}", summary.rows())
+    if summary.cascade:
+        console.print(f"cascade: [bold]{summary.cascade}[/bold]")
+
+
+@app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     format: Annotated[str, typer.Option("--format", "-f", help="hf (datasets save_to_disk) or webdataset (tar shards).")] = "webdataset",

@@ -7,10 +7,8 @@ the base is conditioned on image embeddings) and assembles the cascade folder.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
-import typer
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
@@ -72,28 +70,3 @@ def tiny_cascade_settings(settings: Settings, steps: int = 3) -> Settings:
     stages = {name: {"steps": steps} for name in STAGES}
     train = tiny_train_config(pretrained, name=settings.train.name, num_workers=settings.train.num_workers, **stages)
     return settings.model_copy(update={"train": train})
-
-
-def train_command(
-    stage: Annotated[str, typer.Option("--stage", help="base | interpolation | superres | vae_decoder | prior | all")] = "base",
-    root: Annotated[
-        Optional[str], typer.Option("--root", help="Storage root (folder, file://..., s3://...); overrides storage.root.")
-    ] = None,
-    config: Annotated[
-        Optional[Path], typer.Option("--config", help="YAML settings file (default: ./t2v.yaml when present).")
-    ] = None,
-) -> None:
-    """Train a cascade stage on the curated [bold]clips[/bold] with Ray Train; rerun to resume."""
-    from flows.cli import _settings
-    from flows.console import console, fail, print_table
-
-    settings = _settings(config, root)
-    try:
-        stages_for(stage, settings)
-    except ValueError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
-    summary = train_flow(settings=settings, stage=stage)
-    print_table(f"train {settings.train.name}", summary.rows())
-    if summary.cascade:
-        console.print(f"cascade: [bold]{summary.cascade}[/bold]")

@@ -244,8 +244,6 @@ def _check_frames(path: object, frames: np.ndarray) -> np.ndarray:
 
 def probe_image(src: Source) -> ImageInfo:
     """Size and format; fully decodes the image so truncated files are caught."""
-    from PIL import Image
-
     img = _open_image(src)
     return ImageInfo(width=img.width, height=img.height, format=(img.format or "unknown").lower())
 

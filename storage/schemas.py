@@ -108,10 +108,12 @@ RUNS = pa.schema(
         pa.field("step", pa.int64(), nullable=False),
         pa.field("total_steps", pa.int64(), nullable=False),
         pa.field("samples_seen", pa.int64(), nullable=False),
+        pa.field("resumed_from", pa.int64()),  # the step this attempt started from (0: fresh)
         pa.field("loss", pa.float64()),
         pa.field("lr", pa.float64()),
         pa.field("samples_per_second", pa.float64()),
         pa.field("data_wait_fraction", pa.float64()),  # of step time, mean since the last report
+        pa.field("peak_gpu_memory_mib", pa.float64()),  # rank 0; null on CPU
         pa.field("num_workers", pa.int32(), nullable=False),
         pa.field("clips_version", pa.int64()),
         pa.field("checkpoint", pa.string()),  # storage path of the latest checkpoint
@@ -124,3 +126,30 @@ RUNS = pa.schema(
 )
 
 SCHEMAS["runs"] = RUNS
+
+EVAL_RESULTS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable id of (run, checkpoint, prompt set, metric protocol, metric)
+        pa.field("run", pa.string(), nullable=False),  # training run name
+        pa.field("checkpoint", pa.string(), nullable=False),  # cascade folder evaluated
+        pa.field("step", pa.int64()),  # training step of that checkpoint, when known (x axis of report plots)
+        pa.field("prompt_set", pa.string(), nullable=False),  # ucf101 | msrvtt | prompts
+        pa.field("protocol", pa.string(), nullable=False),  # metric protocol name, e.g. fvd2048_16f
+        pa.field("metric", pa.string(), nullable=False),  # fvd | is | clipsim | fid
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("std", pa.float64()),  # IS: std over splits; CLIPSIM: std over videos
+        pa.field("num_samples", pa.int64(), nullable=False),  # generated videos measured
+        pa.field("num_real", pa.int64()),  # real videos for FVD/FID
+        pa.field("clips_version", pa.int64()),  # clips table version the real videos came from
+        pa.field("random_init", pa.bool_(), nullable=False),  # feature network had no weights: not comparable to papers
+        pa.field("prompts", pa.list_(pa.string()), nullable=False),  # per generated clip, in order
+        pa.field("seeds", pa.list_(pa.int64()), nullable=False),
+        pa.field("clip_blobs", pa.list_(pa.string()), nullable=False),  # mp4 keys in the blob store
+        pa.field("fps", pa.float64(), nullable=False),  # of the generated clips
+        pa.field("config", pa.string(), nullable=False),  # JSON of the evaluation settings
+        pa.field("eval_run_id", pa.string(), nullable=False),
+        pa.field("created_at", pa.float64(), nullable=False),
+    ]
+)
+
+SCHEMAS["eval_results"] = EVAL_RESULTS

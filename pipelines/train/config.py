@@ -12,11 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-StageName = Literal["base", "interpolation", "superres", "vae_decoder", "prior"]
 STAGES: tuple[str, ...] = ("base", "interpolation", "superres", "vae_decoder", "prior")
 PredictionType = Literal["epsilon", "v_prediction"]
 # Spelled out instead of imported from modeling, so loading settings does not import diffusers;
-# a test keeps them equal to modeling.inflate.VARIANTS and modeling.freeze.FreezePolicy.
+# a test keeps them equal to modeling.inflation.VARIANTS and modeling.freeze.FreezePolicy.
 Variant = Literal["make_a_video", "videoldm", "lavie"]
 FreezePolicy = Literal["spatial_frozen", "temporal_and_attention", "all"]
 
@@ -44,8 +43,13 @@ class DataConfig(_Block):
         0.5, gt=0, le=1, description="width of the sampled fps band as a fraction of fps_max - fps_min"
     )
     image_ratio: float = Field(0.0, ge=0, lt=1, description="share of rows that are images (LaVie joint training)")
-    caption_dropout: float = Field(0.1, ge=0, le=1, description="classifier-free guidance dropout of text and image embedding")
+    caption_dropout: float = Field(
+        0.1, ge=0, le=1, description="classifier-free guidance dropout of text and image embedding"
+    )
     prefetch_batches: int = Field(2, ge=0)
+    cache: list[Literal["text", "latents"]] = Field(
+        default_factory=list, description="frozen-encoder outputs to cache under cache/ on the storage root"
+    )
 
     @model_validator(mode="after")
     def _fps_ordered(self) -> "DataConfig":
@@ -129,6 +133,13 @@ class TrainConfig(_Block):
     superres: SuperresStage = Field(default_factory=SuperresStage)
     vae_decoder: VaeDecoderStage = Field(default_factory=VaeDecoderStage)
     prior: PriorStage = Field(default_factory=PriorStage)
+
+    @model_validator(mode="after")
+    def _fsdp_without_ema(self) -> "TrainConfig":
+        # The EMA keeps full copies of the trainable weights by name; FSDP shards them.
+        if self.strategy == "fsdp" and self.optim.ema_decay is not None:
+            raise ValueError("strategy fsdp needs optim.ema_decay: null (EMA of sharded weights is not supported)")
+        return self
 
     def stage(self, name: str) -> _StageBlock:
         if name not in STAGES:

@@ -1,0 +1,202 @@
+"""Checkpoints and exports under ``runs/<name>/<stage>/`` on the storage root.
+
+A checkpoint is a folder ``checkpoints/step_00000100/`` holding the trainable weights
+and the EMA (safetensors), optimizer and LR-schedule state, and ``state.json`` (step,
+data position). ``checkpoints/latest.json`` names the newest complete folder and is
+written last, atomically: a run killed mid-save (even with ``kill -9``) resumes from
+the previous one. State dicts go through ``torch.distributed.checkpoint.state_dict``,
+which gathers full tensors under FSDP and strips DDP's ``module.`` prefix, so one code
+path serves DDP, FSDP and a single process.
+
+RNG: every step reseeds torch from (seed, step, rank) (see ``loop.step_seed``), so the
+restored step restores the random streams too, exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow.fs as pafs
+import torch
+from diffusers import ModelMixin
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from modeling.video_unet import public_config
+from pipelines.train.ema import Ema
+from storage.location import StorageLocation, read_bytes, write_atomic
+
+LATEST = "latest.json"
+FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one stage of a named run keeps its files on the storage root."""
+
+    location: StorageLocation
+    name: str
+    stage: str
+
+    def path(self, *parts: str) -> str:
+        return self.location.path("runs", self.name, self.stage, *parts)
+
+    @property
+    def export(self) -> str:
+        return self.path("export")
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    step: int
+    samples_seen: int  # data position: the run has consumed samples 0..samples_seen-1
+    directory: str
+
+
+def latest_checkpoint(paths: RunPaths) -> CheckpointState | None:
+    try:
+        pointer = json.loads(read_bytes(paths.location, paths.path("checkpoints", LATEST)))
+    except (FileNotFoundError, OSError):
+        return None
+    return CheckpointState(pointer["step"], pointer["samples_seen"], pointer["directory"])
+
+
+def trainable_names(model: nn.Module) -> set[str]:
+    return {name for name, p in _unwrap(model).named_parameters() if p.requires_grad}
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def save_checkpoint(
+    paths: RunPaths,
+    state: CheckpointState,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_schedule: Any,
+    ema: Ema | None,
+    *,
+    is_writer: bool,
+    keep: int,
+) -> None:
+    """Collective (every rank calls it, FSDP gathers); only the writer rank writes."""
+    trainable = trainable_names(model)
+    weights = {k: v for k, v in get_model_state_dict(model, options=FULL_STATE).items() if k in trainable}
+    optim_state = get_optimizer_state_dict(model, optimizer, options=FULL_STATE)
+    if not is_writer:
+        return
+    location, directory = paths.location, paths.path("checkpoints", state.directory)
+    files = {
+        "trainable.safetensors": save_safetensors({k: v.contiguous() for k, v in weights.items()}),
+        "optimizer.pt": _torch_bytes({"optimizer": optim_state, "lr_schedule": lr_schedule.state_dict()}),
+        "state.json": json.dumps({"step": state.step, "samples_seen": state.samples_seen, "time": time.time()}).encode(),
+    }
+    if ema is not None:
+        files["ema.safetensors"] = save_safetensors(ema.state_dict())
+    for name, data in files.items():
+        write_atomic(location, f"{directory}/{name}", data)
+    pointer = {"step": state.step, "samples_seen": state.samples_seen, "directory": state.directory}
+    write_atomic(location, paths.path("checkpoints", LATEST), json.dumps(pointer).encode())
+    _prune(paths, keep)
+
+
+def _prune(paths: RunPaths, keep: int) -> None:
+    selector = pafs.FileSelector(paths.path("checkpoints"), allow_not_found=True)
+    infos = paths.location.filesystem.get_file_info(selector)
+    folders = sorted(i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("step_"))
+    for old in folders[:-keep]:
+        paths.location.filesystem.delete_dir(old)
+
+
+def load_checkpoint(
+    paths: RunPaths,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_schedule: Any,
+    ema: Ema | None,
+) -> CheckpointState | None:
+    """Restore the latest checkpoint into the (wrapped) model and optimizer; None if there is none."""
+    state = latest_checkpoint(paths)
+    if state is None:
+        return None
+    location, directory = paths.location, paths.path("checkpoints", state.directory)
+    weights = load_safetensors(read_bytes(location, f"{directory}/trainable.safetensors"))
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+    saved = torch.load(io.BytesIO(read_bytes(location, f"{directory}/optimizer.pt")), weights_only=True)
+    set_optimizer_state_dict(model, optimizer, saved["optimizer"], options=StateDictOptions(full_state_dict=True))
+    lr_schedule.load_state_dict(saved["lr_schedule"])
+    if ema is not None:
+        ema.load_state_dict(load_safetensors(read_bytes(location, f"{directory}/ema.safetensors")))
+    return state
+
+
+@contextmanager
+def local_folder(location: StorageLocation, path: str) -> Iterator[Path]:
+    """A local folder to write into that ends up at ``path`` on the storage root (uploaded for object stores)."""
+    if location.is_local:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path)
+        return
+    tmp = tempfile.mkdtemp(prefix="t2v-upload-")
+    try:
+        yield Path(tmp)
+        pafs.copy_files(tmp, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=location.filesystem)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def fetched_folder(location: StorageLocation, path: str) -> Iterator[Path]:
+    """A local copy of the folder at ``path`` on the storage root (the folder itself when local)."""
+    if location.is_local:
+        yield Path(path)
+        return
+    tmp = tempfile.mkdtemp(prefix="t2v-download-")
+    try:
+        pafs.copy_files(path, tmp, source_filesystem=location.filesystem, destination_filesystem=pafs.LocalFileSystem())
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_stage(
+    paths: RunPaths, model: nn.Module, part: ModelMixin, prefix: str, ema: Ema | None, *, is_writer: bool
+) -> str:
+    """Save the stage's network in ``save_pretrained`` layout (EMA weights when given).
+
+    Collective like :func:`save_checkpoint`: the full state dict is gathered on every
+    rank, then the writer loads it into a fresh copy of ``part`` built from its config.
+    """
+    full = get_model_state_dict(model, options=FULL_STATE)
+    if ema is not None:
+        full.update(ema.state_dict())
+    if is_writer:
+        fresh = type(part).from_config(public_config(part._internal_dict))
+        fresh.load_state_dict({k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)})
+        with local_folder(paths.location, paths.export) as folder:
+            fresh.save_pretrained(folder, safe_serialization=True)
+    return paths.export
+

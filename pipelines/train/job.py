@@ -1,0 +1,168 @@
+"""Ray Train job: one stage of the cascade trained by ``TorchTrainer`` workers.
+
+The driver reads the stage's last checkpoint to know the data position, builds the
+Ray Data pipeline from that sample on, and starts ``num_workers`` workers (gloo on
+CPU, NCCL on GPU) that each run :func:`pipelines.train.loop.train_stage` on their
+shard. Running the same command again resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipelines.ray_runner import ray_session
+from pipelines.settings import Settings
+from pipelines.train.checkpoint import latest_checkpoint
+from pipelines.train.data import SampleSpec, TrainDataError, training_dataset, training_rows
+from pipelines.train.loop import TrainJob, WorkerContext, train_stage
+from pipelines.train.metrics import write_run_row
+from storage.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    step: int
+    export: str
+    metrics: dict[str, Any]
+
+    def row(self) -> dict[str, Any]:
+        return {"stage": self.stage, "step": self.step, "export": self.export, **{
+            k: self.metrics.get(k) for k in ("loss", "samples_per_second", "data_wait_fraction")
+        }}
+
+
+def ray_train_loop(loop_config: dict[str, Any]) -> None:
+    """Entry point of each Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    job: TrainJob = loop_config["job"]
+    config = job.config
+    torch.set_num_threads(max(1, int(config.cpus_per_worker)))
+    context = ray.train.get_context()
+    shard = ray.train.get_dataset_shard("train")
+    batches = shard.iter_batches(
+        batch_size=config.data.batch_size,
+        batch_format="numpy",
+        drop_last=True,
+        prefetch_batches=config.data.prefetch_batches,
+    )
+    # A batch of only images skips every temporal layer, leaving them without gradients.
+    strategy_kwargs = {"find_unused_parameters": config.data.image_ratio > 0} if config.strategy == "ddp" else None
+
+    def wrap(model: torch.nn.Module) -> torch.nn.Module:
+        return ray.train.torch.prepare_model(
+            model, parallel_strategy=config.strategy, parallel_strategy_kwargs=strategy_kwargs
+        )
+
+    ctx = WorkerContext(
+        rank=context.get_world_rank(),
+        world_size=context.get_world_size(),
+        device=ray.train.torch.get_device(),
+        batches=batches,
+        wrap=wrap,
+        report=ray.train.report,
+    )
+    train_stage(job, ctx)
+
+
+def make_job(settings: Settings, stage: str) -> TrainJob:
+    """Validate what the job needs and pin the clips version (latest when unset)."""
+    config = settings.train
+    if not config.pretrained:
+        raise ValueError("train.pretrained is empty: set a Stable Diffusion folder or hub id")
+    if config.strategy == "fsdp" and not torch.cuda.is_available():
+        raise ValueError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
+    location = settings.location()
+    version = config.data.clips_version
+    if version is None:
+        latest = Catalog(location).latest("clips")
+        if latest is None:
+            raise TrainDataError(f"no clips table under {location.uri()}: curate videos first")
+        version = latest.version
+    data = config.data.model_copy(update={"clips_version": version})
+    return TrainJob(stage, config.model_copy(update={"data": data}), location, version)
+
+
+def make_trainer(job: TrainJob, dataset: Any):
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    config, location = job.config, job.location
+    use_gpu = torch.cuda.is_available()
+    return TorchTrainer(
+        ray_train_loop,
+        train_loop_config={"job": job},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": config.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=f"{config.name}-{job.stage}",
+            storage_path=job.paths.path("ray"),
+            storage_filesystem=None if location.is_local else location.filesystem,
+            failure_config=FailureConfig(max_failures=config.max_failures),
+        ),
+        datasets={"train": dataset},
+    )
+
+
+def run_stage(settings: Settings, stage: str) -> StageResult:
+    """Train ``stage`` to its configured step count (resuming if a checkpoint exists) and export it."""
+    job = make_job(settings, stage)
+    config, paths = job.config, job.paths
+    resumed = latest_checkpoint(paths)
+    row = run_row(job)
+    if resumed and resumed.step >= job.total_steps and row and row["status"] == "finished":
+        log.info("%s already trained for %d steps: nothing to do", stage, resumed.step)
+        return StageResult(stage, row["step"], row["export"], row)
+    if resumed:
+        log.info("resuming %s from step %d", stage, resumed.step)
+
+    # LaVie's joint image-video batches for the base model; the prior also learns from captioned images.
+    with_images = config.data.image_ratio > 0 and stage in ("base", "prior")
+    rows = training_rows(job.location, config.data, captioned_only=stage == "prior", with_images=with_images)
+    total_samples = job.total_steps * config.num_workers * config.data.batch_size
+    spec = SampleSpec.from_config(config.data, config.stage(stage), total_samples, config.seed)
+    start = min(resumed.samples_seen if resumed else 0, total_samples)
+    with ray_session(settings.ray):
+        trainer = make_trainer(job, training_dataset(job.location, rows, spec, start, total_samples))
+        try:
+            trainer.fit()
+        except Exception as exc:
+            _record_failure(job, exc)
+            raise
+    row = run_row(job)
+    return StageResult(stage, row["step"], row["export"], row)
+
+
+def run_row(job: TrainJob) -> dict[str, Any] | None:
+    """The job's row of the ``runs`` table, if it has one."""
+    runs = Catalog(job.location).read("runs").to_pylist()
+    return next((r for r in runs if r["id"] == f"{job.config.name}/{job.stage}"), None)
+
+
+def _record_failure(job: TrainJob, exc: Exception) -> None:
+    resumed = latest_checkpoint(job.paths)
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    write_run_row(
+        job.paths,
+        status="failed",
+        error=f"{type(exc).__name__}: {message}"[:500],
+        step=resumed.step if resumed else 0,
+        total_steps=job.total_steps,
+        samples_seen=resumed.samples_seen if resumed else 0,
+        num_workers=job.config.num_workers,
+        clips_version=job.clips_version,
+        config=job.config.model_dump_json(),
+        checkpoint=job.paths.path("checkpoints", resumed.directory) if resumed else None,
+    )

@@ -1,0 +1,74 @@
+"""Samples decoded from the real clips table: fps curriculum, frame sampling, joint image-video rows."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pipelines.train.data import (
+    SampleSpec,
+    TrainDataError,
+    clip_frame_indices,
+    curriculum_fps,
+    make_sample,
+    training_rows,
+)
+from pipelines.train.config import DataConfig
+from storage.blobs import BlobStore
+
+SPEC = SampleSpec(
+    num_frames=4, width=32, height=24, fps_min=2.0, fps_max=24.0, curriculum_window=0.25,
+    image_ratio=0.0, caption_dropout=0.0, total_samples=100, seed=0,
+)
+
+
+def test_fps_curriculum_slides_from_high_to_low():
+    start = [curriculum_fps(0.0, u, SPEC) for u in np.linspace(0, 1, 11)]
+    end = [curriculum_fps(1.0, u, SPEC) for u in np.linspace(0, 1, 11)]
+    assert min(start) == pytest.approx(24.0 - 0.25 * 22) and max(start) == pytest.approx(24.0)
+    assert min(end) == pytest.approx(2.0) and max(end) == pytest.approx(2.0 + 0.25 * 22)
+    assert curriculum_fps(0.5, 0.5, SPEC) < curriculum_fps(0.1, 0.5, SPEC)
+
+
+def test_frame_indices_play_the_clip_at_the_fps():
+    indices, fps = clip_frame_indices(clip_frames=100, clip_fps=25.0, want=4, fps=5.0, u=0.0)
+    assert fps == 5.0 and indices.tolist() == [0, 5, 10, 15]
+    late, _ = clip_frame_indices(100, 25.0, 4, 5.0, u=1.0)
+    assert late[-1] <= 99 and late[0] > 0
+    # a clip too short for 16 frames at 2 fps is played faster so the frames fit
+    short, used = clip_frame_indices(clip_frames=20, clip_fps=10.0, want=16, fps=2.0, u=0.5)
+    assert used > 2.0 and short.max() <= 19 and np.all(np.diff(short) >= 0)
+
+
+def test_samples_are_a_pure_function_of_their_index(train_data):
+    rows = training_rows(train_data.location, DataConfig(), with_images=True)
+    assert len(rows.videos) == 4 and len(rows.images) == 2
+    blobs = BlobStore(train_data.location)
+    first = make_sample(7, rows, SPEC, blobs)
+    again = make_sample(7, rows, SPEC, blobs)
+    assert first["pixels"].shape == (4, 24, 32, 3) and first["pixels"].dtype == np.uint8
+    assert np.array_equal(first["pixels"], again["pixels"]) and first["fps"] == again["fps"]
+    assert first["pixels"].std() > 5  # real decoded content, not a blank frame
+    # every clip appears once per epoch
+    assert len({make_sample(i, rows, SPEC, blobs)["caption"] for i in range(4)}) == 4
+
+
+def test_joint_image_video_rows_and_caption_dropout(train_data):
+    rows = training_rows(train_data.location, DataConfig(), with_images=True)
+    spec = replace(SPEC, image_ratio=0.5, caption_dropout=0.5)
+    blobs = BlobStore(train_data.location)
+    samples = [make_sample(i, rows, spec, blobs) for i in range(24)]
+    images = [s for s in samples if s["is_image"]]
+    assert 4 <= len(images) <= 20
+    assert all(s["fps"] == 0 and np.array_equal(s["pixels"][0], s["pixels"][-1]) for s in images)
+    assert all(s["fps"] > 0 for s in samples if not s["is_image"])
+    assert 4 <= sum(s["dropped"] for s in samples) <= 20
+
+
+def test_prior_rows_are_captioned_and_empty_tables_fail(train_data, tmp_path):
+    rows = training_rows(train_data.location, DataConfig(), captioned_only=True, with_images=True)
+    assert all(r["caption"] for r in rows.videos + rows.images) and len(rows.videos) == 3
+    from storage.location import StorageLocation
+
+    with pytest.raises(TrainDataError, match="no clips"):
+        training_rows(StorageLocation(str(tmp_path / "empty")), DataConfig())
