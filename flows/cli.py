@@ -123,6 +123,72 @@ def train(
 
 
 @app.command()
+def evaluate(
+    run: Annotated[str, typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")],
+    protocol: Annotated[str, typer.Option("--protocol", help="Prompt set: ucf101, msrvtt or prompts.")] = "ucf101",
+    prompts: Annotated[
+        Optional[Path], typer.Option("--prompts", help="Caption/prompt file (.txt, .csv, .json, .jsonl).")
+    ] = None,
+    cascade: Annotated[Optional[Path], typer.Option("--cascade", help="Local cascade folder to evaluate instead.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N prompts only.")] = None,
+    samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", help="Clips per prompt.")] = 1,
+    frames: Annotated[int, typer.Option("--frames", help="Frames per clip.")] = 16,
+    size: Annotated[int, typer.Option("--size", help="Clip height and width in pixels.")] = 256,
+    steps: Annotated[int, typer.Option("--steps", help="DDIM steps.")] = 50,
+    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 7.5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i.")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Actors per pool (generation, features).")] = 1,
+    allow_singular: Annotated[
+        bool, typer.Option("--allow-singular", help="Compute FVD/FID from fewer samples than feature dims.")
+    ] = False,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate clips for a prompt set, measure FVD / IS / CLIPSIM, and write the report."""
+    from flows.evaluate import evaluate_flow
+    from pipelines.evaluate.job import EvalConfig, GenerationConfig
+    from pipelines.evaluate.prompts import PromptFileError
+
+    if protocol not in ("ucf101", "msrvtt", "prompts"):
+        fail(f"--protocol must be ucf101, msrvtt or prompts, not {protocol!r}")
+        raise typer.Exit(2)
+    settings = _settings(config, root)
+    eval_config = EvalConfig(
+        run=run, prompt_set=protocol, prompts_file=str(prompts) if prompts else None,
+        cascade=str(cascade) if cascade else None, limit=limit, samples_per_prompt=samples_per_prompt,
+        generation=GenerationConfig(num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                                    guidance_scale=guidance, seed=seed),
+        num_workers=workers, allow_singular=allow_singular,
+    )
+    try:
+        summary, paths = evaluate_flow(settings=settings, config=eval_config)
+    except (FileNotFoundError, PromptFileError, ValueError) as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    print_table(f"evaluate {run} ({protocol})", summary.rows())
+    if paths is not None:
+        console.print(f"report: {paths.html}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[str], typer.Argument(help="Training run names to put side by side.")],
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write the HTML / Markdown / JSON report of evaluated runs."""
+    from flows.evaluate import report_flow
+
+    settings = _settings(config, root)
+    try:
+        paths = report_flow(settings=settings, runs=runs)
+    except ValueError as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    console.print(f"report: {paths.html}\nmarkdown: {paths.markdown}\njson: {paths.json}")
+
+
+@app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     format: Annotated[str, typer.Option("--format", "-f", help="hf (datasets save_to_disk) or webdataset (tar shards).")] = "webdataset",

@@ -1,0 +1,199 @@
+"""Evaluation reports: one self-contained HTML page per set of runs, plus Markdown and JSON.
+
+The page holds the metrics table with the papers' reference numbers beside ours,
+inline SVG plots of each metric over training steps, and the generated clips as
+base64 GIFs with their prompts, so it opens anywhere with no other files. Metrics
+measured with random-init feature networks are labelled: they check the plumbing,
+not the model, and are not comparable to published numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from storage.blobs import BlobStore
+from storage.catalog import Catalog
+from storage.location import StorageLocation, write_atomic
+from storage.media import read_frames, write_gif
+
+# (prompt set, metric) -> published zero-shot results (REFERENCE.md section 3).
+PAPER_REFERENCES: dict[tuple[str, str], dict[str, float]] = {
+    ("ucf101", "fvd"): {"Make-A-Video": 367.23, "VidRD": 363.19, "LaVie": 526.30, "VideoLDM": 550.61, "CogVideo": 701.59},
+    ("ucf101", "is"): {"VidRD": 39.37, "VideoLDM": 33.45, "Make-A-Video": 33.00, "CogVideo": 25.27},
+    ("msrvtt", "clipsim"): {"Make-A-Video": 0.3049, "LaVie": 0.2949, "VideoLDM": 0.2929},
+}
+RANDOM_INIT_LABEL = "random-init network (not comparable to papers)"
+_PLOT_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+@dataclass
+class ReportPaths:
+    html: str
+    markdown: str
+    json: str
+
+
+def load_results(catalog: Catalog, runs: list[str]) -> list[dict[str, Any]]:
+    """``eval_results`` rows of ``runs`` (latest table version), by run, step, then time."""
+    rows = [row for row in catalog.read("eval_results").to_pylist() if row["run"] in runs]
+    missing = sorted(set(runs) - {row["run"] for row in rows})
+    if missing:
+        raise ValueError(f"no evaluation results for run(s): {', '.join(missing)}; run `t2v evaluate` first")
+    return sorted(rows, key=lambda r: (runs.index(r["run"]), r["step"] or 0, r["created_at"], r["metric"]))
+
+
+def references(row: dict[str, Any]) -> str:
+    papers = PAPER_REFERENCES.get((row["prompt_set"], row["metric"]), {})
+    return "; ".join(f"{paper} {value:g}" for paper, value in papers.items())
+
+
+def network_label(row: dict[str, Any]) -> str:
+    return RANDOM_INIT_LABEL if row["random_init"] else "trained weights"
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the metrics table shows, one dict per result (also the JSON's ``metrics``)."""
+    return [
+        {
+            "run": r["run"], "step": r["step"], "checkpoint": r["checkpoint"], "prompt_set": r["prompt_set"],
+            "metric": r["metric"], "protocol": r["protocol"], "value": r["value"], "std": r["std"],
+            "num_samples": r["num_samples"], "num_real": r["num_real"], "network": network_label(r),
+            "random_init": r["random_init"], "papers": references(r),
+        }
+        for r in results
+    ]
+
+
+def latest_clips(results: list[dict[str, Any]], max_clips: int) -> list[dict[str, Any]]:
+    """The clips of each run's most recent evaluation: run, prompt, seed, blob."""
+    newest: dict[str, dict[str, Any]] = {}
+    for row in results:
+        if row["run"] not in newest or row["created_at"] > newest[row["run"]]["created_at"]:
+            newest[row["run"]] = row
+    return [
+        {"run": run, "step": row["step"], "prompt": prompt, "seed": seed, "blob": blob, "fps": row["fps"]}
+        for run, row in newest.items()
+        for prompt, seed, blob in list(zip(row["prompts"], row["seeds"], row["clip_blobs"]))[:max_clips]
+    ]
+
+
+def gif_data_uri(blobs: BlobStore, key: str, fps: float) -> str:
+    """A stored mp4 as an inline ``data:image/gif`` URI."""
+    with blobs.local_path(key, suffix=".mp4") as path:
+        frames = read_frames(path)
+    buffer = io.BytesIO()
+    write_gif(buffer, frames, fps)
+    return "data:image/gif;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def svg_plot(title: str, series: dict[str, list[tuple[float, float]]], width: int = 360, height: int = 220) -> str:
+    """A line chart of (step, value) points per run, as inline SVG."""
+    points = [p for line in series.values() for p in line]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_low, x_high = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y_low, y_high = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    left, right, top, bottom = 50, 10, 24, 30
+
+    def place(x: float, y: float) -> tuple[float, float]:
+        px = left + (x - x_low) / (x_high - x_low) * (width - left - right)
+        py = height - bottom - (y - y_low) / (y_high - y_low) * (height - top - bottom)
+        return px, py
+
+    parts = [
+        f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">{html.escape(title)}</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#888"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>',
+        f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" font-size="10">{y_high:.4g}</text>',
+        f'<text x="{left - 4}" y="{height - bottom}" text-anchor="end" font-size="10">{y_low:.4g}</text>',
+        f'<text x="{left}" y="{height - 12}" font-size="10">step {x_low:g}</text>',
+        f'<text x="{width - right}" y="{height - 12}" text-anchor="end" font-size="10">{x_high:g}</text>',
+    ]
+    for number, (colour, (run, line)) in enumerate(zip(_PLOT_COLOURS * len(series), series.items())):
+        parts.append(f'<text x="{width - right}" y="{top + 12 * (number + 1)}" text-anchor="end" font-size="10" '
+                     f'fill="{colour}">{html.escape(run)}</text>')  # legend
+        placed = [place(x, y) for x, y in sorted(line)]
+        coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in placed)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{coords}">'
+                     f"<title>{html.escape(run)}</title></polyline>")
+        parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}"/>' for px, py in placed]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def plots(results: list[dict[str, Any]]) -> list[str]:
+    """One SVG per (prompt set, metric) with each run's values over training steps."""
+    charts: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = {}
+    for row in results:
+        if row["step"] is not None:
+            key = (row["prompt_set"], f"{row['metric']} ({row['protocol']})")
+            charts.setdefault(key, {}).setdefault(row["run"], []).append((row["step"], row["value"]))
+    return [svg_plot(f"{prompt_set}: {metric}", series) for (prompt_set, metric), series in charts.items()]
+
+
+def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], clips: list[dict[str, Any]]) -> str:
+    esc = html.escape
+    header = ["run", "step", "prompt set", "metric", "protocol", "value", "n", "real n", "feature network", "papers"]
+    body = "".join(
+        f'<tr class="{"random-init" if m["random_init"] else "weights"}"><td>{esc(m["run"])}</td><td>{m["step"] if m["step"] is not None else "-"}</td>'
+        f'<td>{esc(m["prompt_set"])}</td><td>{esc(m["metric"])}</td><td>{esc(m["protocol"])}</td>'
+        f'<td>{_value(m)}</td><td>{m["num_samples"]}</td><td>{m["num_real"] if m["num_real"] is not None else "-"}</td>'
+        f'<td>{esc(m["network"])}</td><td>{esc(m["papers"]) or "-"}</td></tr>'
+        for m in metrics
+    )
+    figures = "".join(
+        f'<figure class="clip"><img src="{c["uri"]}" alt="{esc(c["prompt"])}" width="160">'
+        f'<figcaption>{esc(c["prompt"])}<br><small>{esc(c["run"])}, seed {c["seed"]}</small></figcaption></figure>'
+        for c in clips
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "tr.random-init td{background:#fff4e5}.clips{display:flex;flex-wrap:wrap;gap:12px}"
+        ".clip{margin:0;width:170px}.clip img{image-rendering:pixelated;width:160px;height:auto}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{style}</style></head><body>"
+        f"<h1>{esc(title)}</h1><h2>Metrics</h2>"
+        f"<p>Rows shaded orange were measured with {RANDOM_INIT_LABEL}.</p>"
+        f"<table id='metrics'><thead><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr></thead><tbody>{body}</tbody></table>"
+        f"<h2>Over training</h2><div id='plots'>{''.join(charts) or '<p>No training steps recorded.</p>'}</div>"
+        f"<h2>Generated clips</h2><div id='clips' class='clips'>{figures}</div></body></html>"
+    )
+
+
+def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[str, Any]]) -> str:
+    lines = [f"# {title}", "", "| run | step | prompt set | metric | protocol | value | n | feature network | papers |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"| {m['run']} | {m['step'] if m['step'] is not None else '-'} | {m['prompt_set']} | {m['metric']} | "
+        f"{m['protocol']} | {_value(m)} | {m['num_samples']} | {m['network']} | {m['papers'] or '-'} |"
+        for m in metrics
+    ]
+    lines += ["", "## Generated clips", ""] + [f"- {c['run']} (seed {c['seed']}): {c['prompt']} — `{c['blob']}`" for c in clips]
+    return "\n".join(lines) + "\n"
+
+
+def _value(metric: dict[str, Any]) -> str:
+    value = f"{metric['value']:.4g}"
+    return f"{value} ± {metric['std']:.2g}" if metric["std"] is not None else value
+
+
+def write_report(location: StorageLocation, runs: list[str], max_clips: int = 8) -> ReportPaths:
+    """Write ``reports/<runs>/report.{html,md,json}`` on the storage root and return their paths."""
+    results = load_results(Catalog(location), runs)
+    metrics = table_rows(results)
+    blobs = BlobStore(location)
+    clips = [{**clip, "uri": gif_data_uri(blobs, clip["blob"], clip["fps"])} for clip in latest_clips(results, max_clips)]
+    title = f"Evaluation: {', '.join(runs)}"
+    folder = ("reports", "+".join(runs))
+    paths = ReportPaths(*(location.path(*folder, f"report.{suffix}") for suffix in ("html", "md", "json")))
+    document = {"runs": runs, "metrics": metrics, "clips": [{k: v for k, v in c.items() if k != "uri"} for c in clips]}
+    write_atomic(location, paths.html, render_html(title, metrics, plots(results), clips).encode())
+    write_atomic(location, paths.markdown, render_markdown(title, metrics, clips).encode())
+    write_atomic(location, paths.json, json.dumps(document, indent=2).encode())
+    return paths
