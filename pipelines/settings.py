@@ -33,7 +33,9 @@ class _Section(BaseModel):
 
 
 class StorageSettings(_Section):
-    root: str = Field("./t2v-data", description="Storage root: a local folder, file://... or s3://bucket/prefix")
+    root: str = Field(
+        "./t2v-data", description="Storage root: a local folder, file://... or s3://bucket/prefix", validate_default=True
+    )
     s3_endpoint: str | None = Field(
         None, description="S3-compatible endpoint URL (MinIO, moto, ...); AWS when empty"
     )
@@ -48,7 +50,9 @@ class StorageSettings(_Section):
             scheme = value.split("://", 1)[0].lower()
             if scheme not in SUPPORTED_SCHEMES:
                 raise ValueError(f"unsupported scheme {scheme!r}; use a local path, file:// or s3://")
-        return value
+            return value
+        # absolute now: Ray Train workers run in other working directories
+        return str(Path(value).expanduser().resolve())
 
 
 class RaySettings(_Section):

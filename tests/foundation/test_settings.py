@@ -8,7 +8,7 @@ from pipelines.settings import SettingsError, load_settings
 def test_defaults_without_any_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = load_settings(environ={})
-    assert settings.storage.root == "./t2v-data"
+    assert settings.storage.root == str(tmp_path / "t2v-data"), "relative roots are made absolute"
     assert settings.ray.address == ""
     assert settings.sources.roots == []
 
@@ -19,6 +19,7 @@ def test_precedence_cli_over_env_over_yaml(tmp_path: Path):
     env = {"T2V_RAY__NUM_CPUS": "4", "T2V_STORAGE__ROOT": "/from/env"}
     settings = load_settings(config, {"storage": {"root": "s3://bucket/cli"}}, environ=env)
     assert settings.storage.root == "s3://bucket/cli"
+    assert load_settings(config, environ=env).storage.root == "/from/env"
     assert settings.ray.num_cpus == 4
     assert settings.ray.address == "yaml:6379"
 
