@@ -7,6 +7,7 @@ prompts with random-init feature networks (labelled as such) -> HTML report.
 from __future__ import annotations
 
 import csv
+import math
 import importlib.util
 import tempfile
 from dataclasses import dataclass
@@ -82,12 +83,15 @@ def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True) -> 
 
 
 def demo_eval_config(settings: Settings) -> EvalConfig:
-    """Four UCF-101 prompts, 16 frames at the tiny cascade's size, tiny random-init feature networks."""
-    base = settings.train.base
+    """Four UCF-101 prompts at the tiny cascade's size, tiny random-init feature networks.
+
+    The protocols take 16 frames: enough base frames that frame interpolation reaches them.
+    """
+    base, factor = settings.train.base, settings.train.interpolation.factor
     clip = write_tiny_clip(settings.location().path("models", "tiny-clip"))
     return EvalConfig(
         run=settings.train.name, prompt_set="ucf101", limit=4,
-        generation=GenerationConfig(num_frames=base.num_frames, height=base.height, width=base.width,
+        generation=GenerationConfig(num_frames=math.ceil(15 / factor) + 1, height=base.height, width=base.width,
                                     num_inference_steps=4),
         protocols=tiny_protocols(), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],
         allow_singular=True,
