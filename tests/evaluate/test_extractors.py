@@ -69,7 +69,7 @@ def test_two_ray_workers_match_one_process(ray_local):
     for name in ("real", "fake"):
         np.testing.assert_allclose(distributed[name], expected[name], rtol=1e-4, atol=1e-5)
     fvd = frechet_distance(distributed["real"], distributed["fake"], allow_singular=True)
-    assert fvd == pytest.approx(frechet_distance(expected["real"], expected["fake"], allow_singular=True), rel=1e-6)
+    assert fvd == pytest.approx(frechet_distance(expected["real"], expected["fake"], allow_singular=True), rel=1e-4)
 
 
 def test_extractor_class_follows_the_protocol():
