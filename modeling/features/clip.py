@@ -98,7 +98,7 @@ def load_clip(
     if quick_gelu is None:
         quick_gelu = tag_uses_quick_gelu(model_id, tag)
     model = open_clip.create_model(model_id, pretrained=tag, force_quick_gelu=quick_gelu, device=device)
-    random_init = tag is None and (local_dir is None or not _has_weights(local_dir))
+    random_init = tag is None and (local_dir is None or not _has_trained_weights(local_dir))
     return ClipEncoder(model, open_clip.get_tokenizer(model_id), random_init).to(device)
 
 
@@ -116,5 +116,12 @@ def tag_uses_quick_gelu(model_id: str, tag: str | None) -> bool:
     return bool(open_clip.get_pretrained_cfg(model_id, tag).get("quick_gelu", False))
 
 
-def _has_weights(directory: Path) -> bool:
+# Written beside weights saved straight from a random initialisation (the tiny demo and test models),
+# so reports label their numbers as coming from a random-init network.
+RANDOM_INIT_MARKER = "RANDOM_INIT"
+
+
+def _has_trained_weights(directory: Path) -> bool:
+    if (directory / RANDOM_INIT_MARKER).exists():
+        return False
     return any(path.suffix in _WEIGHT_SUFFIXES for path in directory.iterdir())

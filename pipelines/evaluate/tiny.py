@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from modeling.cascade import Cascade, CascadeConfig
+from modeling.features.clip import RANDOM_INIT_MARKER
 from modeling.inflation import inflate
 from pipelines.evaluate.protocols import CLIPSIMProtocol, FIDProtocol, FVDProtocol, ISProtocol
 from pipelines.train.tiny import write_tiny_sd
@@ -63,6 +64,7 @@ def write_tiny_clip(directory: str | Path, seed: int = 0) -> Path:
     (directory / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CONFIG}))
     weights = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
     save_file(weights, str(directory / "open_clip_model.safetensors"))
+    (directory / RANDOM_INIT_MARKER).write_text("weights saved from a random initialisation\n")
     return directory
 
 

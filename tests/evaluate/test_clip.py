@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from modeling.features.clip import load_clip, tag_uses_quick_gelu
+from modeling.features.clip import RANDOM_INIT_MARKER, load_clip, tag_uses_quick_gelu
 from pipelines.evaluate.features import ClipSimScorer
 from pipelines.evaluate.protocols import CLIPSIMProtocol
 
@@ -81,3 +81,12 @@ def test_openai_tag_turns_on_quick_gelu():
     assert tag_uses_quick_gelu("ViT-B-32", "openai")
     assert not tag_uses_quick_gelu("ViT-B-32", "laion2b_s34b_b79k")
     assert not tag_uses_quick_gelu("ViT-B-32", None)
+
+
+def test_weights_saved_from_a_random_init_are_labelled_random(tmp_path):
+    from pipelines.evaluate.tiny import write_tiny_clip
+
+    folder = write_tiny_clip(tmp_path / "clip")
+    assert load_clip(folder).random_init, "the tiny demo CLIP must not pass for trained weights"
+    (folder / RANDOM_INIT_MARKER).unlink()
+    assert not load_clip(folder).random_init

@@ -71,7 +71,7 @@ def test_flow_writes_eval_results_with_seeds_clips_and_random_init_flags(evaluat
     assert (fvd["num_samples"], fvd["num_real"], fvd["clips_version"]) == (4, 3, evaluated.clips_version)
     assert fvd["value"] > 0 and np.isfinite(fvd["value"])
     # no I3D / C3D weights configured -> random init; CLIPSIM used the tiny CLIP's saved weights
-    assert table["fvd"]["random_init"] and table["is"]["random_init"] and not table["clipsim"]["random_init"]
+    assert all(table[metric]["random_init"] for metric in ("fvd", "is", "clipsim"))  # the tiny CLIP is random too
     assert 1.0 <= table["is"]["value"] <= 101 and -1 <= table["clipsim"]["value"] <= 1
     for key in fvd["clip_blobs"]:
         with BlobStore(location).local_path(key) as path:
