@@ -59,7 +59,7 @@ class Annotator:
             "caption": np.array([r["caption"] for r in rows], dtype=object),
             "caption_source": np.array([r.get("caption_source") for r in rows], dtype=object),
             "label": np.array([r["label"] for r in rows], dtype=object),
-            KEYFRAMES: _objects([self._keyframes(r["blob"]) for r in rows]),
+            KEYFRAMES: _objects([self._keyframes(r["blob"], r["num_frames"]) for r in rows]),
         }
         for stage in self.stages:
             columns = stage(columns)
@@ -68,10 +68,9 @@ class Annotator:
         self.parts.write(table)
         return table.select(["id"])
 
-    def _keyframes(self, blob: str) -> np.ndarray:
+    def _keyframes(self, blob: str, num_frames: int) -> np.ndarray:
         with self.blobs.local_path(blob) as path:
-            info = media.probe_video(path)
-            return media.read_frames(path, keyframe_indices(info.num_frames, self.num_keyframes))
+            return media.read_frames(path, keyframe_indices(num_frames, self.num_keyframes))
 
 
 def _objects(values: list) -> np.ndarray:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 import modeling
@@ -17,6 +16,7 @@ from modeling.prior import ImagePrior
 from modeling.samplers.vidrd import VidRDConfig
 from modeling.temporal_vae import TemporalVAE
 from storage.media import probe_video
+from tiny_vae import tiny_vae
 
 PROMPTS = ["a cat runs", "a dog"]
 MAX_TOKENS = 8
@@ -49,19 +49,6 @@ def tiny_text_encoder(vocab_size: int) -> CLIPTextModel:
         pad_token_id=1,
     )
     return CLIPTextModel(config).eval()
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    ).eval()
 
 
 def full_cascade(make_unet2d, tmp_path: Path) -> Cascade:

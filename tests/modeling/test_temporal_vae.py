@@ -13,19 +13,7 @@ from modeling.discriminator import (
     discriminator_hinge_loss,
 )
 from modeling.temporal_vae import TemporalVAE, decode_video
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    ).eval()
+from tiny_vae import tiny_vae
 
 
 @pytest.fixture(scope="module")
