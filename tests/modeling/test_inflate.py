@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from einops import rearrange, repeat
 
 import modeling
 from modeling.inflation import VARIANTS
-from modeling.temporal_layers import AlphaBlend, TemporalAttention, TemporalConv1d, TemporalConvBlock
+from modeling.temporal_layers import (
+    AlphaBlend,
+    FrameConv3d,
+    TemporalAttention,
+    TemporalConv1d,
+    TemporalConvBlock,
+    apply_rotary,
+)
 
 
 def per_frame_2d(unet2d, sample, timesteps, text):
@@ -88,3 +97,60 @@ def test_videoldm_alpha_starts_all_spatial_and_learns(tiny_unet2d):
 def test_unknown_variant_is_rejected(tiny_unet2d):
     with pytest.raises(ValueError, match="unknown variant"):
         modeling.inflate(tiny_unet2d, "sora")
+
+
+def test_temporal_conv_matches_conv3d_and_conv1d():
+    """The fast (k, 1) Conv2d path computes the same conv as the textbook layouts."""
+    torch.manual_seed(0)
+    video = torch.randn(2, 6, 5, 3, 4)
+    conv3d = torch.nn.Conv3d(6, 6, (3, 1, 1), padding=(1, 0, 0))
+    fast = FrameConv3d(6, 6, (3, 1, 1), padding=(1, 0, 0))
+    fast.load_state_dict(conv3d.state_dict())
+    assert (fast(video) - conv3d(video)).abs().max() < 1e-5
+    layer = TemporalConv1d(6)
+    with torch.no_grad():
+        layer.conv.weight.normal_()
+    rows = rearrange(video, "b c f h w -> (b h w) c f")
+    reference = rearrange(layer.conv(rows), "(b h w) c f -> b c f h w", b=2, h=3)
+    assert (layer(video) - reference).abs().max() < 1e-5
+
+
+def test_rotary_rotates_pairs_and_encodes_relative_frames():
+    torch.manual_seed(0)
+    query, key = torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 8)
+    rotated = apply_rotary(query)
+    assert torch.allclose(rotated[..., 0, :], query[..., 0, :])  # frame 0: no rotation
+    assert torch.allclose(rotated.norm(dim=-1), query.norm(dim=-1), atol=1e-5)
+    # Frame f rotates the pair (x_i, x_{i+d/2}) by f * 10000^(-i / (d/2)).
+    angle = 3 * 10000.0 ** (-1 / 4)
+    x, y = query[..., 3, 1], query[..., 3, 5]
+    assert torch.allclose(rotated[..., 3, 1], x * math.cos(angle) - y * math.sin(angle), atol=1e-5)
+    assert torch.allclose(rotated[..., 3, 5], y * math.cos(angle) + x * math.sin(angle), atol=1e-5)
+    # Scores depend on the frame offset only: shifting both sequences keeps them.
+    scores = apply_rotary(query) @ apply_rotary(key).transpose(-1, -2)
+    shifted = apply_rotary(torch.cat([query[..., :1, :], query], dim=-2))[..., 1:, :]
+    shifted_key = apply_rotary(torch.cat([key[..., :1, :], key], dim=-2))[..., 1:, :]
+    assert torch.allclose(shifted @ shifted_key.transpose(-1, -2), scores, atol=1e-4)
+    with pytest.raises(ValueError, match="even head dim"):
+        TemporalAttention(12, 4, "rope")
+
+
+def test_position_tables_made_while_sampling_train_later():
+    """Cached tables first built under inference mode must still be savable for backward."""
+    layers = [TemporalAttention(8, 2, positions, zero_init=False) for positions in ("rope", "sinusoidal")]
+    video = torch.randn(1, 8, 11, 2, 2)  # a frame count no other test uses: a fresh cache entry
+    with torch.inference_mode():
+        for layer in layers:
+            layer(video)
+    for layer in layers:
+        layer(video.requires_grad_()).sum().backward()
+    assert video.grad is not None
+
+
+def test_alpha_blend_is_exact_at_one_and_mixes_below():
+    blend = AlphaBlend()
+    spatial, temporal = torch.randn(4, 5) * 1e3, torch.randn(4, 5)
+    assert torch.equal(blend(spatial, temporal), spatial)
+    with torch.no_grad():
+        blend.alpha_raw.fill_(0.25)
+    assert torch.allclose(blend(spatial, temporal), 0.25 * spatial + 0.75 * temporal, atol=1e-3)
