@@ -68,7 +68,7 @@ class SourceSettings(_Section):
 
 
 class IngestSettings(_Section):
-    batch_size: int = Field(8, ge=1, description="Files per Ray Data batch")
+    batch_size: int = Field(8, ge=1, description="Most files per Ray task (tasks shrink towards the end of a job)")
 
 
 class CronSettings(_Section):

