@@ -54,6 +54,8 @@ class Annotator:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
+        if not rows:  # a cut task whose sample gave no clip
+            return pa.table({"id": pa.array([], pa.string())})
         columns = {
             "id": np.array([r["id"] for r in rows], dtype=object),
             "caption": np.array([r["caption"] for r in rows], dtype=object),

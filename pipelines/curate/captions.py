@@ -18,8 +18,6 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
-import torch
-from transformers import LogitsProcessor
 
 from pipelines.curate.config import CaptionConfig
 from pipelines.curate.frames import batch_length, iter_frame_stacks, keyframe_indices, stable_seed
@@ -87,23 +85,6 @@ class LabelCaptioner:
         return {**batch, "caption": _object_column(captions), "caption_source": _object_column(sources)}
 
 
-class _RowSeededSampling(LogitsProcessor):
-    """Logits processor for sampling by Gumbel-max with one generator per row.
-
-    Greedy decoding of ``logits / T + Gumbel noise`` samples from ``softmax(logits / T)``; drawing
-    each row's noise from its own seeded generator makes a row's text independent of its batch.
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float):
-        self.generators = [torch.Generator().manual_seed(seed % (2**63)) for seed in seeds]
-        self.temperature = temperature
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        uniform = torch.stack([torch.rand(scores.shape[-1], generator=g) for g in self.generators]).to(scores.device)
-        gumbel = -torch.log(-torch.log(uniform.clamp(1e-12, 1 - 1e-7)))
-        return scores.float() / self.temperature + gumbel
-
-
 class LLMParaphraser:
     """Rewrites ``label_template`` captions with a transformers causal LM (``caption_source = "llm"``).
 
@@ -139,10 +120,12 @@ class LLMParaphraser:
         self.device = default_device()
         self.model = AutoModelForCausalLM.from_pretrained(path).to(self.device).eval()
 
-    @torch.inference_mode()
     def paraphrase(self, captions: Sequence[str], row_ids: Sequence[str]) -> list[str]:
         """One paraphrase per caption; the same (caption, row id, seed) always gives the same text."""
+        import torch
         from transformers import LogitsProcessorList
+
+        from pipelines.curate.sampling import RowSeededSampling
 
         out: list[str] = []
         for start in range(0, len(captions), self.config.batch_size):
@@ -152,14 +135,15 @@ class LLMParaphraser:
             processors = LogitsProcessorList()
             if self.config.llm_do_sample:
                 seeds = [stable_seed(self.config.seed, row_id) for row_id in row_ids[start : start + len(chunk)]]
-                processors.append(_RowSeededSampling(seeds, self.config.llm_temperature))
-            generated = self.model.generate(
-                **inputs,
-                max_new_tokens=self.config.llm_max_new_tokens,
-                do_sample=False,
-                logits_processor=processors,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+                processors.append(RowSeededSampling(seeds, self.config.llm_temperature))
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.config.llm_max_new_tokens,
+                    do_sample=False,
+                    logits_processor=processors,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             out += [_first_line(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
         return out
@@ -221,9 +205,10 @@ class VLMCaptioner:
         self.device = default_device()
         self.model = AutoModelForImageTextToText.from_pretrained(path).to(self.device).eval()
 
-    @torch.inference_mode()
     def caption_images(self, images: Sequence[np.ndarray]) -> list[str]:
         """One caption per uint8 RGB image, greedy."""
+        import torch
+
         out: list[str] = []
         for start in range(0, len(images), self.config.batch_size):
             chunk = list(images[start : start + self.config.batch_size])
@@ -231,7 +216,8 @@ class VLMCaptioner:
             if self.config.vlm_prompt is not None:
                 kwargs["text"] = [self.config.vlm_prompt] * len(chunk)
             inputs = self.processor(**kwargs).to(self.device)
-            generated = self.model.generate(**inputs, max_new_tokens=self.config.vlm_max_new_tokens, do_sample=False)
+            with torch.inference_mode():
+                generated = self.model.generate(**inputs, max_new_tokens=self.config.vlm_max_new_tokens, do_sample=False)
             if "input_ids" in inputs and self.model.config.is_encoder_decoder is False:
                 # decoder-only VLMs echo the prompt: keep what they added
                 generated = generated[:, inputs["input_ids"].shape[1] :]

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.dedup import hash_frames
@@ -62,13 +63,14 @@ CUT_SCHEMA = pa.schema(
 
 
 def cut_batch(batch: pa.Table, location: StorageLocation, config: CurateConfig, parts: StageParts, salt: str) -> pa.Table:
-    """Ray Data function: sample rows -> clip rows, written to ``parts`` before returning."""
+    """Ray Data function: sample rows -> every outcome written to ``parts``; the clips are returned."""
     blobs = BlobStore(location)
     rows: list[dict[str, Any]] = []
     for sample in batch.to_pylist():
         rows += cut_sample(sample, blobs, config, salt)
-    parts.write(pa.Table.from_pylist(rows, schema=CUT_SCHEMA))
-    return pa.table({"sample_id": batch.column("id")})
+    outcomes = pa.Table.from_pylist(rows, schema=CUT_SCHEMA)
+    parts.write(outcomes)
+    return outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
 
 
 def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) -> list[dict[str, Any]]:

@@ -158,9 +158,7 @@ class NSFWFilter(ScoreStage):
         return None if config.enabled else "NSFW filter disabled in config"
 
     def _load(self) -> None:
-        from nudenet import NudeDetector
-
-        self.detector = NudeDetector()
+        self.detector = _single_threaded_nudenet()
         self.exposed = set(self.config.exposed_classes)
         self.head = None
         if self.config.clip_head_path is not None:
@@ -195,6 +193,20 @@ class NSFWFilter(ScoreStage):
         with torch.inference_mode():
             probabilities = self.head(torch.from_numpy(embeddings).to(self.embedder.device)).float().cpu().numpy()
         return _max_per_row(list(probabilities), [len(s) for s in stacks])
+
+
+def _single_threaded_nudenet():
+    """nudenet's detector on a one-thread ONNX session: Ray already runs one actor per CPU, and the
+    default pool (a spinning thread per core) fights the cut tasks and other actors for those cores."""
+    import onnxruntime
+    from nudenet import NudeDetector
+
+    detector = NudeDetector()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    model_path = detector.onnx_session._model_path  # the model nudenet ships
+    detector.onnx_session = onnxruntime.InferenceSession(model_path, options, providers=detector.onnx_session.get_providers())
+    return detector
 
 
 class ToxicityFilter(ScoreStage):

@@ -1,17 +1,21 @@
 """The curate job: samples -> (cut, Ray tasks) -> (annotate, Ray actors) -> select (driver) -> tables.
 
-Both Ray stages write their results as parts under ``work/curate/`` keyed by a hash of
-the settings that shape them, so a killed run resumes where it stopped and a changed
-setting recomputes only what it affects. The ``clips`` and ``funnel`` tables get a new
+Cut and annotate are one streaming Ray Data pipeline: the annotate actors load their models
+while the first videos are cut and score clips as soon as a video's clips are stored, so no
+CPU waits at a stage barrier. Both stages write their results as parts under ``work/curate/``
+keyed by a hash of the settings that shape them, so a killed run resumes where it stopped and
+a changed setting recomputes only what it affects. The ``clips`` and ``funnel`` tables get a new
 version holding exactly this run's result; failures are upserted into ``quarantine``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +31,8 @@ from pipelines.settings import Settings
 from storage.catalog import Catalog, Manifest
 from storage.ids import stable_id
 from storage.schemas import CLIPS
+
+ANNOTATE_BATCH = 8  # clips per annotate call: keyframes of 8 clips make one nudenet batch
 
 
 @dataclass
@@ -83,14 +89,15 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
     annotate_parts = StageParts(location, "curate", f"annotate-{annotate_salt}", key="id")
 
     done_samples = cut_parts.done_keys()
+    sample_ids = set(samples.column("id").to_pylist())
     with ray_session(settings.ray):
-        todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=pa.array(sorted(done_samples), pa.string()))))
-        _run_cut(todo, location, config, cut_parts, cut_salt)
-        outcomes = _latest_per_sample(cut_parts.read(CUT_SCHEMA), set(samples.column("id").to_pylist()))
-        clip_rows = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
-        done_clips = annotate_parts.done_keys()
-        pending = clip_rows.filter(pc.invert(pc.is_in(clip_rows.column("id"), value_set=pa.array(sorted(done_clips), pa.string()))))
-        _run_annotate(pending, location, config, annotate_parts)
+        todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=_strings(done_samples))))
+        # clips cut by an earlier, killed run whose annotation never finished
+        cut_before = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
+        unannotated = _unannotated_clips(cut_before, annotate_parts.done_keys())
+        _run_stages(todo, unannotated, location, config, cut_parts, annotate_parts, cut_salt)
+    outcomes = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
+    clip_rows = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
     skipped = skipped_stages(config)
 
     annotations = {r["id"]: r for r in annotate_parts.read(ANNOTATION_SCHEMA).to_pylist()}
@@ -126,36 +133,59 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
     )
 
 
-def _run_cut(samples: pa.Table, location, config: CurateConfig, parts: StageParts, salt: str) -> None:
-    if not len(samples):
-        return
-    # one sample per task: videos vary a lot in length, so small tasks balance the CPUs
-    blocks = [samples.slice(i, 1) for i in range(len(samples))]
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        cut_batch,
-        fn_kwargs={"location": location, "config": config, "parts": parts, "salt": salt},
-        batch_size=1,
-        batch_format="pyarrow",
-        num_cpus=1,
-    )
-    dataset.materialize()
+def _strings(values: set[str]) -> pa.Array:
+    return pa.array(sorted(values), pa.string())
 
 
-def _run_annotate(clips: pa.Table, location, config: CurateConfig, parts: StageParts) -> None:
-    if not len(clips):
+def _unannotated_clips(outcomes: pa.Table, annotated: set[str]) -> pa.Table:
+    clips = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
+    return clips.filter(pc.invert(pc.is_in(clips.column("id"), value_set=_strings(annotated))))
+
+
+def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConfig, cut_parts: StageParts,
+                annotate_parts: StageParts, salt: str) -> None:
+    """Cut ``samples`` and annotate their clips, plus ``clips`` left unannotated, in one streaming pass."""
+    inputs = []
+    if len(samples):
+        # one sample per task: videos vary a lot in length, so small tasks balance the CPUs
+        inputs.append(ray.data.from_arrow([samples.slice(i, 1) for i in range(len(samples))]).map_batches(
+            cut_batch,
+            fn_kwargs={"location": location, "config": config, "parts": cut_parts, "salt": salt},
+            batch_size=1,
+            batch_format="pyarrow",
+            num_cpus=1,
+        ))
+    if len(clips):
+        inputs.append(ray.data.from_arrow([clips.slice(i, ANNOTATE_BATCH) for i in range(0, len(clips), ANNOTATE_BATCH)]))
+    if not inputs:
         return
-    cpus = max(1, int(ray.available_resources().get("CPU", 1)))
-    batch_size = 8
-    blocks = [clips.slice(i, batch_size) for i in range(0, len(clips), batch_size)]
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        Annotator,
-        fn_constructor_kwargs={"location": location, "config": config, "parts": parts},
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=min(cpus, len(blocks))),
-        num_cpus=1,
-    )
-    dataset.materialize()
+    # Annotators claim no CPU of their own: they share the cut tasks' CPUs, the first one starting
+    # (and loading its models) while the first videos are cut, then scoring clips while later ones
+    # are cut. More start only when clips queue up: each costs a model load.
+    max_actors = max(1, min(int(ray.available_resources().get("CPU", 1)), len(samples) + len(clips)))
+    dataset = inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]
+    with _all_cpus_to_tasks():
+        dataset.map_batches(
+            Annotator,
+            fn_constructor_kwargs={"location": location, "config": config, "parts": annotate_parts},
+            batch_size=ANNOTATE_BATCH,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+            num_cpus=0,
+        ).materialize()
+
+
+@contextlib.contextmanager
+def _all_cpus_to_tasks() -> Iterator[None]:
+    """Ray Data holds back a share of the CPUs for each operator; the annotate actors need none, so
+    the share only kept cut tasks waiting (on 2 CPUs they ran one at a time for the first seconds)."""
+    context = ray.data.DataContext.get_current()
+    previous = context.op_resource_reservation_enabled
+    context.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        context.op_resource_reservation_enabled = previous
 
 
 def _latest_per_sample(outcomes: pa.Table, sample_ids: set[str]) -> pa.Table:

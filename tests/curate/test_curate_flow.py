@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from curate_media import CUTS, FPS, NUM_FRAMES, moving_shots
@@ -164,6 +165,23 @@ def test_killed_curate_resumes_to_the_same_clips(ingested, tmp_path):
     rows = lambda root: sorted(Catalog(str(root)).read("clips").to_pylist(), key=lambda r: r["id"])  # noqa: E731
     assert rows(killed) == rows(uninterrupted)
     assert expected.clips.row_counts["total"] == resumed.clips.row_counts["total"]
+
+
+def test_clips_cut_but_not_annotated_are_annotated_on_resume(ingested, tmp_path):
+    """A run killed between the stages: one sample still to cut, every cut clip still to annotate."""
+    root = tmp_path / "store"
+    shutil.copytree(ingested, root)
+    expected = curate_flow(settings=_settings(root))
+    work = root / "work" / "curate"
+    video_parts = [p for p in work.glob("cut-*/part-*.parquet") if "clip" in pq.read_table(p).column("status").to_pylist()]
+    video_parts[0].unlink()
+    for part in work.glob("annotate-*/part-*.parquet"):
+        part.unlink()
+
+    resumed = curate_flow(settings=_settings(root))
+    assert resumed.resumed_samples == 4
+    rows = lambda version: sorted(Catalog(str(root)).read("clips", version).to_pylist(), key=lambda r: r["id"])  # noqa: E731
+    assert rows(resumed.clips.version) == rows(expected.clips.version)
 
 
 def test_long_shots_are_cut_into_pieces_while_streaming(tmp_path):

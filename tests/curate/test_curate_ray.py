@@ -23,3 +23,23 @@ def test_stages_run_in_ray_data_actor_pools(ray_local, skimage_dir):
     assert [r["id"] for r in rows] == ["row0", "row1", "row2"]
     assert all(0.0 <= r["nsfw_score"] < 0.5 for r in rows)
     assert [r["toxicity_score"] > 0.5 for r in rows] == [False, True, False]
+
+
+def test_annotate_actor_without_torch_models_starts_without_torch(tmp_path):
+    """Actors start while videos are cut, so their start-up competes with the cut for CPU: a config
+    with no torch model (no LLM, VLM, CLIP or watermark weights) must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pipelines.curate.annotate import Annotator\n"
+        "from pipelines.curate.config import CurateConfig\n"
+        "from pipelines.curate.workdir import StageParts\n"
+        "from storage.location import StorageLocation\n"
+        f"location = StorageLocation({str(tmp_path)!r})\n"
+        "Annotator(location, CurateConfig(), StageParts(location, 'annotate', key='id'))\n"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
