@@ -366,10 +366,15 @@ def serve(
     if not served:
         fail("nothing to serve: set schedules.curate, schedules.train or schedules.evaluate (or schedules.new_samples_seconds)")
         raise typer.Exit(2)
-    with prefect_api() as url:
-        rows = [{"deployment": f"{d.flow_name}/{d.name}", "schedule": _schedule_text(d.schedules[0].schedule)} for d in served]
-        print_table(f"serving on {url}", rows)
-        serve_deployments(*served, limit=limit, print_starting_message=False)
+    try:
+        with prefect_api() as url:
+            rows = [{"deployment": f"{d.flow_name}/{d.name}", "schedule": _schedule_text(d.schedules[0].schedule)}
+                    for d in served]
+            print_table(f"serving on {url}", rows)
+            serve_deployments(*served, limit=limit, print_starting_message=False)
+    except RuntimeError as exc:  # the local Prefect server did not start
+        fail(str(exc))
+        raise typer.Exit(1) from None
 
 
 def _schedule_text(schedule: Any) -> str:

@@ -31,8 +31,11 @@ def _free_port() -> int:
 
 
 # Ray's token authentication as on a real cluster (the same token on every node and driver).
-CLUSTER_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
-        "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "2"}  # nothing to drain when the test ends
+CLUSTER_ENV = {
+    "RAY_AUTH_MODE": "token",
+    "RAY_AUTH_TOKEN": secrets.token_hex(32),
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "2",  # nothing to drain when the test ends
+}
 
 
 def _env() -> dict[str, str]:

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.curate import uncurated_samples_version
 from flows.demo import DEMO_LONG_PROMPT, demo_flow
 from pipelines.settings import load_settings
 from storage.catalog import Catalog
@@ -84,3 +85,11 @@ def test_generate_command_fails_in_one_line_before_loading_anything(demo):
     overlap = CliRunner().invoke(app, ["generate", "--run", "default", "--long-prompt", "a cat", "--frames", "4",
                                        "--root", str(root)])
     assert overlap.exit_code == 2 and "long_video.overlap (4) must be below generation.num_frames (4)" in overlap.output
+
+
+def test_a_new_samples_version_is_what_triggers_curation(demo):
+    _, catalog, _ = demo
+    assert uncurated_samples_version(catalog) is None  # the demo curated the latest samples version
+    sample = catalog.read("samples").to_pylist()[0]
+    version = catalog.write("samples", [{**sample, "caption": "a new caption"}], run_id="test").version
+    assert uncurated_samples_version(catalog) == version
