@@ -68,8 +68,11 @@ def test_a_phase_reruns_from_the_cli_with_the_demo_configs(demo):
     summary, catalog, root = demo
     command = summary.commands["generate"].split()
     assert command[:2] == ["t2v", "generate"]
-    result = CliRunner().invoke(app, command[1:])
+    out = root.parent / "samples"
+    result = CliRunner().invoke(app, [*command[1:], "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir())[:2] == ["00-a-person-playing-guitar.gif", "00-a-person-playing-guitar.mp4"]
+    assert len(list(out.glob("*.mp4"))) == len(list(out.glob("*.gif"))) == 4
     rows = catalog.read("generations").to_pylist()
     # same prompts, seeds and settings -> the same ids and the very same mp4 blobs
     assert sorted((r["id"], r["blob"]) for r in rows) == sorted((r["id"], r["blob"]) for r in summary.generated.rows)
