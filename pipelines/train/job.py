@@ -78,8 +78,6 @@ def make_job(settings: Settings, stage: str) -> TrainJob:
     config = settings.train
     if not config.pretrained:
         raise ValueError("train.pretrained is empty: set a Stable Diffusion folder or hub id")
-    if config.strategy == "fsdp" and not torch.cuda.is_available():
-        raise ValueError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
     location = settings.location()
     version = config.data.clips_version
     if version is None:
@@ -92,11 +90,15 @@ def make_job(settings: Settings, stage: str) -> TrainJob:
 
 
 def make_trainer(job: TrainJob, dataset: Any):
+    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     config, location = job.config, job.location
-    use_gpu = torch.cuda.is_available()
+    # The cluster's GPUs, not this driver's: on a cluster the driver often has none.
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    if config.strategy == "fsdp" and not use_gpu:
+        raise ValueError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
     return TorchTrainer(
         ray_train_loop,
         train_loop_config={"job": job},
