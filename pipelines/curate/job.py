@@ -10,12 +10,10 @@ version holding exactly this run's result; failures are upserted into ``quaranti
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -164,28 +162,18 @@ def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConf
     # are cut. More start only when clips queue up: each costs a model load.
     max_actors = max(1, min(int(ray.available_resources().get("CPU", 1)), len(samples) + len(clips)))
     dataset = inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]
-    with _all_cpus_to_tasks():
-        dataset.map_batches(
-            Annotator,
-            fn_constructor_kwargs={"location": location, "config": config, "parts": annotate_parts},
-            batch_size=ANNOTATE_BATCH,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
-            num_cpus=0,
-        ).materialize()
-
-
-@contextlib.contextmanager
-def _all_cpus_to_tasks() -> Iterator[None]:
-    """Ray Data holds back a share of the CPUs for each operator; the annotate actors need none, so
-    the share only kept cut tasks waiting (on 2 CPUs they ran one at a time for the first seconds)."""
-    context = ray.data.DataContext.get_current()
-    previous = context.op_resource_reservation_enabled
-    context.op_resource_reservation_enabled = False
-    try:
-        yield
-    finally:
-        context.op_resource_reservation_enabled = previous
+    annotated = dataset.map_batches(
+        Annotator,
+        fn_constructor_kwargs={"location": location, "config": config, "parts": annotate_parts},
+        batch_size=ANNOTATE_BATCH,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+        num_cpus=0,
+    )
+    # Ray Data holds back a share of the CPUs for each operator; the annotate actors need none, so
+    # the share only kept cut tasks waiting (on 2 CPUs they ran one at a time for the first seconds).
+    annotated.context.op_resource_reservation_enabled = False
+    annotated.materialize()
 
 
 def _latest_per_sample(outcomes: pa.Table, sample_ids: set[str]) -> pa.Table:
