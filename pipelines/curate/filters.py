@@ -221,16 +221,20 @@ class ToxicityFilter(ScoreStage):
         return None if config.enabled else "toxic-text filter disabled in config"
 
     def _load(self) -> None:
-        from profanity_check import predict_prob
-
-        self.predict_prob = predict_prob
+        # The model loads with the first text to score: importing it (sklearn) is most of an annotate
+        # actor's start-up, and uncaptioned, unlabelled videos bring no text at all.
+        self._predict_prob: Callable[[list[str]], np.ndarray] | None = None
 
     def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
         return {"toxicity_score": self.score_texts(_row_texts(batch, self.config.text_columns))}
 
     def score_texts(self, texts_per_row: list[list[str]]) -> list[float]:
         flat = [text for texts in texts_per_row for text in texts]
-        probabilities = list(self.predict_prob(flat)) if flat else []
+        if flat and self._predict_prob is None:
+            from profanity_check import predict_prob
+
+            self._predict_prob = predict_prob
+        probabilities = list(self._predict_prob(flat)) if flat else []
         # a row without text has nothing offensive in it
         return _max_per_row(probabilities, [len(t) for t in texts_per_row], empty=0.0)
 

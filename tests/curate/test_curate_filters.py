@@ -59,6 +59,13 @@ def test_toxicity_on_captions_and_labels():
     assert [stage.decide({"toxicity_score": s})[1] for s in scores] == [None, "toxic_text", "toxic_text", None]
 
 
+def test_toxicity_model_loads_with_the_first_text():
+    stage = ToxicityFilter()
+    no_text = {"caption": np.array([None, " "], dtype=object), "label": np.array([None, None], dtype=object)}
+    assert stage(no_text)["toxicity_score"].tolist() == [0.0, 0.0] and stage._predict_prob is None
+    assert stage({"caption": np.array(["you are a stupid idiot"], dtype=object)})["toxicity_score"][0] > 0.5
+
+
 @pytest.fixture(scope="module")
 def watermark_weights(tmp_path_factory):
     torch.manual_seed(0)
