@@ -205,8 +205,35 @@ def _single_threaded_nudenet():
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     model_path = detector.onnx_session._model_path  # the model nudenet ships
-    detector.onnx_session = onnxruntime.InferenceSession(model_path, options, providers=detector.onnx_session.get_providers())
+    session = onnxruntime.InferenceSession(model_path, options, providers=detector.onnx_session.get_providers())
+    detector.onnx_session = CandidateAnchors(session)
     return detector
+
+
+class CandidateAnchors:
+    """An ONNX session for nudenet that returns only the anchors its postprocessing can keep.
+
+    nudenet loops in Python over all 2,100 anchors of every image and keeps those whose best class
+    scores at least 0.2, which was a third of the NSFW stage's time. The anchors no image of the batch
+    scores 0.2 on are dropped here in one vectorised step; the order of the rest is kept, so the
+    detections (and NMS among them) are the same.
+    """
+
+    MIN_SCORE = 0.2  # nudenet's own cut-off
+
+    def __init__(self, session):
+        self._session = session
+
+    def get_inputs(self):
+        return self._session.get_inputs()
+
+    def run(self, output_names, feeds):
+        boxes, *rest = self._session.run(output_names, feeds)  # (images, 4 + classes, anchors)
+        passing = (boxes[:, 4:, :].max(axis=1) >= self.MIN_SCORE).any(axis=0)
+        keep = np.flatnonzero(passing)
+        if len(keep) < 2:  # nudenet squeezes the output: a single anchor would lose its axis
+            keep = np.sort(np.concatenate([keep, np.flatnonzero(~passing)[: 2 - len(keep)]]))
+        return [boxes[:, :, keep], *rest]
 
 
 class ToxicityFilter(ScoreStage):

@@ -8,6 +8,7 @@ from safetensors.torch import save_file
 from modeling.scorers import AestheticMLP, ClipImageEmbedder, ClipNSFWHead, build_watermark_model, load_watermark_model, watermark_probability
 from pipelines.curate.config import CurateConfig, NSFWConfig, SizeConfig
 from pipelines.curate.filters import AestheticFilter, NSFWFilter, SizeFilter, ToxicityFilter, WatermarkFilter, decide
+from pipelines.curate.frames import rgb_to_bgr
 from storage.media import read_image
 
 
@@ -154,3 +155,15 @@ def test_decide_applies_rules_in_funnel_order():
     assert decide(row, config) == (False, "static")
     assert decide(row, config, stages=("size", "nsfw", "watermark")) == (False, "nsfw")
     assert decide({**row, "motion_score": 0.05, "nsfw_score": 0.1}, config) == (True, None)
+
+
+def test_nudenet_detections_are_unchanged_by_the_anchor_prefilter(nsfw_filter, photos):
+    from nudenet import NudeDetector
+
+    astronaut, coffee = photos[0], photos[1]
+    images = [rgb_to_bgr(p) for p in (astronaut, coffee, astronaut[:400], photos[2], photos[3])]
+    plain = NudeDetector()
+    # a face in some images; coffee alone has one anchor over nudenet's 0.2; chelsea and rocket none
+    for batch in (images, images[1:2], images[3:]):
+        assert nsfw_filter.detector.detect_batch(batch, batch_size=len(batch)) == plain.detect_batch(batch, batch_size=len(batch))
+    assert any(plain.detect_batch(images, batch_size=len(images)))
