@@ -69,7 +69,7 @@ class Run:
     wall: float
     cpu: float  # CPU seconds of every process that did the work: load on a shared machine barely moves it
     clips: int
-    megabytes: float  # of clip files written
+    megabytes: float  # of clip files stored (ours are content-addressed: identical clips are stored once)
     kept: int | None = None
 
 
@@ -159,8 +159,9 @@ def main() -> None:
     agreed = sum(agreement(o, c) for o, c in zip(our_cuts, cli_cuts))
     ours = TranscodeConfig()
     print(f"our clips: x264 {args.preset}, crf {ours.crf}, inside {ours.size[0]}x{ours.size[1]} at {ours.fps:g} fps; "
-          "the CLI's: x264 veryfast, crf 22, the source's 640x360 at 25 fps")
-    print(f"{'':32}{'wall s':>8}{'CPU s':>8}{'clips':>7}{'clips/s':>9}{'video-s/s':>11}{'MB out':>8}   wall s of every round")
+          "the CLI's: x264 veryfast, crf 22, the source's 640x360 at 25 fps; MB: clip files stored "
+          "(ours content-addressed, so identical clips from the joined videos are stored once)")
+    print(f"{'':32}{'wall s':>8}{'CPU s':>8}{'clips':>7}{'clips/s':>9}{'video-s/s':>11}{'MB':>8}   wall s of every round")
     for name, rounds in runs.items():
         best = _fastest(rounds)
         kept = f"   {best.kept} kept after filters and dedup" if best.kept is not None else ""
