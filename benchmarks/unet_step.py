@@ -9,7 +9,8 @@ sized (feed-forward width) to the AnimateDiff motion-module parameter count.
 GFLOP: FLOPs of one step (FlopCounterMode). At equal parameters the papers' layers sit at
 higher resolutions than AnimateDiff's (none at the lowest-resolution blocks, and for
 make_a_video/videoldm one right after the first conv, so backward runs through the
-full-resolution spatial transformer), so "step x AD" over "GFLOP x AD" is the time per FLOP.
+full-resolution spatial transformer); "s/FLOP x AD" is "step x AD" over "GFLOP x AD", the time
+per FLOP, i.e. how efficiently each model runs the work it has to do.
 
 Step time: wall seconds on GPU; on CPU the process's CPU seconds (a shared machine makes
 wall time swing by 10x), settings interleaved round-robin, fastest kept.
@@ -253,13 +254,14 @@ def main() -> None:
     print(f"device={device} ({torch.get_num_threads()} threads, {clock} seconds) dtype={dtype} size={args.size} "
           f"frames={args.frames} batch={args.batch} rounds={args.steps} (fastest), spatial layers frozen")
     header = (f"{'model':<13}{'temporal params':>16}{'x AD':>6}{'step s':>9}{'x AD':>6}{'ckpt s':>9}"
-              f"{'peak MB':>9}{'ckpt MB':>9}{'ckpt/no':>8}{'GFLOP':>8}{'x AD':>6}{'TFLOP/s':>9}")
+              f"{'peak MB':>9}{'ckpt MB':>9}{'ckpt/no':>8}{'GFLOP':>8}{'x AD':>6}{'s/FLOP x AD':>12}{'TFLOP/s':>9}")
     print(header)
     for row in rows:
         print(f"{row.name:<13}{row.temporal_params:>16,}{row.temporal_params / reference.temporal_params:>6.2f}"
               f"{row.step_s:>9.3f}{row.step_s / reference.step_s:>6.2f}{row.step_ckpt_s:>9.3f}"
               f"{row.peak_mb:>9.1f}{row.peak_ckpt_mb:>9.1f}{row.peak_ckpt_mb / row.peak_mb:>8.2f}"
-              f"{row.gflop:>8.2f}{row.gflop / reference.gflop:>6.2f}{row.tflops:>9.3g}")
+              f"{row.gflop:>8.2f}{row.gflop / reference.gflop:>6.2f}"
+              f"{(row.step_s / row.gflop) / (reference.step_s / reference.gflop):>12.2f}{row.tflops:>9.3g}")
     print("targets: step time x AD <= 1.00 at matched temporal params; ckpt/no peak memory <= 0.60")
 
 
