@@ -79,7 +79,7 @@ def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) 
     rows = []
     try:
         with blobs.local_path(sample["blob"]) as path:
-            clips = [_pseudo_clip(path, sample, config)] if sample["kind"] == "image" else _video_clips(path, config)
+            clips = [_pseudo_clip(path, sample, config)] if sample["kind"] == "image" else _video_clips(path, sample, config)
             for frames, fps, fields in clips:
                 row_id = clip_id(sample["id"], fields["start_frame"], fields["end_frame"], salt)
                 rows.append({**base, **fields, "id": row_id, **_store_clip(frames, fps, sample, blobs, config)})
@@ -127,32 +127,39 @@ def _pseudo_clip(path: str, sample: dict, config: CurateConfig) -> tuple[np.ndar
     return frames, cfg.fps, fields
 
 
-def _video_clips(path: str, config: CurateConfig) -> Iterator[tuple[Sequence[np.ndarray], float, dict]]:
-    info = media.probe_video(path)
+def _video_clips(path: str, sample: dict, config: CurateConfig) -> Iterator[tuple[Sequence[np.ndarray], float, dict]]:
+    fps, src_width, src_height = _source_format(path, sample)
     tc = config.transcode
     # decode at the size the clips are stored at (the cover size when center-cropping)
-    width, height = output_size(info.width, info.height, tc.size, False)
+    width, height = output_size(src_width, src_height, tc.size, False)
     if tc.center_crop:
-        scale = max(tc.size[0] / info.width, tc.size[1] / info.height, 1e-9)
-        width, height = min(info.width, round(info.width * scale)), min(info.height, round(info.height * scale))
-    decode_size = None if (width, height) == (info.width, info.height) else (width, height)
-    for start, end, frames in _stream_shots(path, info, decode_size, config):
-        clip = transcode_frames(frames, info.fps, tc)
-        fields = {"pseudo": False, "start_frame": start, "end_frame": end, "start_time": start / info.fps,
-                  "end_time": end / info.fps}
-        yield clip, output_fps(info.fps, tc), fields
+        scale = max(tc.size[0] / src_width, tc.size[1] / src_height, 1e-9)
+        width, height = min(src_width, round(src_width * scale)), min(src_height, round(src_height * scale))
+    decode_size = None if (width, height) == (src_width, src_height) else (width, height)
+    for start, end, frames in _stream_shots(path, fps, decode_size, config):
+        clip = transcode_frames(frames, fps, tc)
+        fields = {"pseudo": False, "start_frame": start, "end_frame": end, "start_time": start / fps, "end_time": end / fps}
+        yield clip, output_fps(fps, tc), fields
 
 
-def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+def _source_format(path: str, sample: dict) -> tuple[float, int, int]:
+    """fps, width and height as ingest probed them: probing again would decode the file's tail again."""
+    if any(sample.get(key) is None for key in ("fps", "width", "height")):  # a row ingest did not probe
+        info = media.probe_video(path)
+        return info.fps, info.width, info.height
+    return float(sample["fps"]), int(sample["width"]), int(sample["height"])
+
+
+def _stream_shots(path: str, fps: float, size, config: CurateConfig) -> Iterator[tuple[int, int, list[np.ndarray]]]:
     """Clip ranges with their frames, emitted as soon as the shot they belong to is closed.
 
     The open shot is held as a list of per-frame views of the decoded chunks, so no frame is
     copied between decoding and encoding.
     """
     split = config.split
-    detector = ShotDetector(split, info.fps)
-    max_len = math.floor(split.max_clip_seconds * info.fps + 1e-6)
-    piece_len = max(1, round(split.piece_seconds * info.fps))
+    detector = ShotDetector(split, fps)
+    max_len = math.floor(split.max_clip_seconds * fps + 1e-6)
+    piece_len = max(1, round(split.piece_seconds * fps))
     buffer: list[np.ndarray] = []
     buffer_start = shot_start = decoded = 0
     for frames in media.iter_frames(path, size=size, chunk_frames=split.chunk_frames):
@@ -160,7 +167,7 @@ def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) 
         decoded += len(frames)
         for cut in detector.feed(frames):
             if cut > shot_start:
-                yield from _clips_of_shot(buffer, buffer_start, shot_start, cut, info.fps, split)
+                yield from _clips_of_shot(buffer, buffer_start, shot_start, cut, fps, split)
                 shot_start = cut
         # An open shot far longer than a clip: cut pieces off its head, well behind any late-reported cut.
         while decoded - shot_start > 2 * max_len + piece_len:
@@ -168,7 +175,7 @@ def _stream_shots(path: str, info: media.VideoInfo, size, config: CurateConfig) 
             shot_start += piece_len
         buffer, buffer_start = buffer[shot_start - buffer_start :], shot_start
     for end in [*(c for c in detector.finish() if c > shot_start), decoded]:
-        yield from _clips_of_shot(buffer, buffer_start, shot_start, end, info.fps, split)
+        yield from _clips_of_shot(buffer, buffer_start, shot_start, end, fps, split)
         shot_start = end
 
 
