@@ -1,4 +1,5 @@
-"""Media I/O: probe and decode with decord, encode with PyAV (H.264) and Pillow.
+"""Media I/O: probe and random access with decord, front-to-back decoding and H.264 encoding
+with PyAV, images with Pillow.
 
 Every failure raises a :class:`MediaError` subclass that carries the file and a
 human-readable reason, so callers can quarantine the input and keep going.
@@ -75,20 +76,24 @@ def _name(src: Source) -> str:
     return "<bytes>" if isinstance(src, bytes) else str(src)
 
 
-def _open_reader(src: Source, width: int = -1, height: int = -1):
-    import decord
-
+def _handle(src: Source) -> Union[str, BinaryIO]:
+    """What a decoder opens: the path, or the bytes as a file; missing and empty sources fail here."""
     if isinstance(src, bytes):
         if not src:
             raise EmptyMediaError(src, "empty file (0 bytes)")
-        handle: Union[str, BinaryIO] = io.BytesIO(src)
-    else:
-        path = Path(src)
-        if not path.exists():
-            raise MediaError(src, "file does not exist")
-        if path.stat().st_size == 0:
-            raise EmptyMediaError(src, "empty file (0 bytes)")
-        handle = str(path)
+        return io.BytesIO(src)
+    path = Path(src)
+    if not path.exists():
+        raise MediaError(src, "file does not exist")
+    if path.stat().st_size == 0:
+        raise EmptyMediaError(src, "empty file (0 bytes)")
+    return str(path)
+
+
+def _open_reader(src: Source, width: int = -1, height: int = -1):
+    import decord
+
+    handle = _handle(src)
     try:
         reader = decord.VideoReader(handle, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
     except Exception as exc:  # decord raises DECORDError / RuntimeError with C++ text
@@ -149,57 +154,90 @@ def read_frames(src: Source, indices: Sequence[int] | None = None, size: tuple[i
     bad = [i for i in idx if i < 0 or i >= n]
     if bad:
         raise MediaError(src, f"frame index {bad[0]} out of range [0, {n})")
-    return _decode(reader, src, idx, _padded(reader, src))
+    return _decode(reader, src, idx)
 
 
 def iter_frames(src: Source, size: tuple[int, int] | None = None, chunk_frames: int = 32) -> Iterator[np.ndarray]:
-    """Every frame in order, as uint8 ``(n, h, w, 3)`` chunks of up to ``chunk_frames``.
+    """Every frame in order, as uint8 RGB ``(n, h, w, 3)`` chunks of up to ``chunk_frames``.
 
-    One reader decodes the file front to back, so no chunk seeks. Small chunks keep memory flat
-    and decode faster than big ones (fewer fresh pages to fault in: 32 frames took two thirds
-    of the CPU time of 512 on a 640x360 video). The chunks are decord's own buffers, shared
-    rather than copied, so they are read-only.
+    ``size`` is ``(width, height)``. A front-to-back pass decodes with FFmpeg (PyAV), not decord:
+    decord is made for random access, and on a sequential pass its RGB scaling cost as much as the
+    decoding. 4:2:0 frames are resized plane by plane in YUV (half of RGB's bytes) and converted
+    to RGB once, by OpenCV: a third less CPU than decord for the same frames (within ~40 dB PSNR
+    of its bicubic scaling). Small chunks keep memory flat.
     """
-    width, height = size if size is not None else (-1, -1)
-    reader = _open_reader(src, width=width, height=height)
-    padded = _padded(reader, src)
-    for start in range(0, len(reader), chunk_frames):
-        yield _decode(reader, src, list(range(start, min(len(reader), start + chunk_frames))), padded, share=True)
+    import av
 
-
-def _padded(reader, src: Source) -> bool:
-    """Whether decord pads this video's rows (it does for some widths: 16, 48, 72, ...)."""
     try:
-        padded = reader[0].shape[2] != 3
-        reader.seek(0)  # later reads start at the first frame without seeking back
-        return padded
+        container = av.open(_handle(src))
+    except av.error.FFmpegError as exc:
+        raise CorruptMediaError(src, f"cannot open video: {_short(exc)}") from exc
+    with container:
+        if not container.streams.video:
+            raise CorruptMediaError(src, "no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1  # one decoder per CPU: Ray runs one task per CPU already
+        chunk: np.ndarray | None = None
+        filled = 0
+        try:
+            for frame in container.decode(stream):
+                if chunk is None:
+                    width, height = size or (frame.width, frame.height)
+                    chunk = np.empty((chunk_frames, height, width, 3), np.uint8)
+                _frame_to_rgb(frame, chunk[filled])
+                filled += 1
+                if filled == chunk_frames:
+                    yield chunk
+                    chunk, filled = None, 0
+        except av.error.FFmpegError as exc:
+            raise CorruptMediaError(src, f"cannot decode frames: {_short(exc)}") from exc
+        if filled:
+            yield chunk[:filled]
+
+
+def _frame_to_rgb(frame, out: np.ndarray) -> None:
+    """Decoded frame -> ``out`` (its height and width set the size), RGB."""
+    import cv2
+
+    height, width = out.shape[:2]
+    if frame.format.name != "yuv420p" or (frame.width | frame.height | width | height) % 2:
+        out[:] = frame.to_ndarray(format="rgb24", width=width, height=height)  # swscale does the rest
+        return
+    planes = frame.to_ndarray(format="yuv420p")  # Y rows, then U and V at half size
+    h, w = frame.height, frame.width
+    i420 = np.empty((height * 3 // 2, width), np.uint8)
+    i420[:height] = _resize_plane(planes[:h], (width, height))
+    for source, target in ((planes[h : h + h // 4], i420[height : height + height // 4]),
+                           (planes[h + h // 4 :], i420[height + height // 4 :])):
+        target[:] = _resize_plane(source.reshape(h // 2, w // 2), (width // 2, height // 2)).reshape(target.shape)
+    cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420, dst=out)
+
+
+def _resize_plane(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average by the whole factor (OpenCV's fast integer path), then bilinear for the rest."""
+    import cv2
+
+    height, width = plane.shape
+    if (width, height) == size:
+        return plane
+    factor = int(min(width / size[0], height / size[1]))
+    if factor >= 2:
+        plane = cv2.resize(plane, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    return cv2.resize(plane, size, interpolation=cv2.INTER_LINEAR)
+
+
+def _decode(reader, src: Source, indices: list[int]) -> np.ndarray:
+    try:
+        try:
+            return reader.get_batch(indices).asnumpy()
+        except Exception:
+            if reader[indices[0]].shape[2] == 3:
+                raise
+            # decord pads the rows of some widths (16, 24, 48, 72, ...) and get_batch then fails:
+            # unpad frame by frame (checked only on failure, as the check costs a seek and a decode)
+            return np.stack([_unpad_rows(reader[i].asnumpy()) for i in indices])
     except Exception as exc:
         raise CorruptMediaError(src, f"cannot decode frames: {_short(exc)}") from exc
-
-
-def _decode(reader, src: Source, indices: list[int], padded: bool, share: bool = False) -> np.ndarray:
-    """``share``: a read-only view of decord's buffer (through DLPack) instead of a copy."""
-    try:
-        if not padded:
-            batch = reader.get_batch(indices)
-            return np.from_dlpack(_DLPackCPU(batch)) if share else batch.asnumpy()
-        # get_batch fails on padded rows: unpad frame by frame
-        return np.stack([_unpad_rows(reader[i].asnumpy()) for i in indices])
-    except Exception as exc:
-        raise CorruptMediaError(src, f"cannot decode frames: {_short(exc)}") from exc
-
-
-class _DLPackCPU:
-    """The DLPack protocol numpy reads, around a decord array (which only has ``to_dlpack()``)."""
-
-    def __init__(self, array):
-        self._array = array
-
-    def __dlpack__(self, **_):
-        return self._array.to_dlpack()
-
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return (1, 0)  # kDLCPU, device 0
 
 
 def _unpad_rows(frame: np.ndarray) -> np.ndarray:
