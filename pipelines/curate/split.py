@@ -1,7 +1,7 @@
 """Split: shot detection on decoded frames, then clip-length rules.
 
-PySceneDetect's detectors run on frames we decoded ourselves (decord), so a video is read once
-and the frames can be reused by later stages. A cut at frame ``c`` means a new shot starts at
+PySceneDetect's detectors run on frames we decoded ourselves (front to back, with PyAV), so a
+video is read once and the frames can be reused by later stages. A cut at frame ``c`` means a new shot starts at
 ``c``; clips are half-open ``[start, end)`` frame ranges, so no clip holds a frame of the next shot.
 """
 
