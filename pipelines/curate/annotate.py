@@ -18,6 +18,8 @@ from storage import media
 from storage.blobs import BlobStore
 from storage.location import StorageLocation
 
+BATCH = 8  # clips scored together: the keyframes of 8 clips make one nudenet batch
+
 SCORE_COLUMNS = ("nsfw_score", "nsfw_clip_score", "toxicity_score", "watermark_score", "aesthetic_score")
 
 ANNOTATION_SCHEMA = pa.schema(
@@ -52,10 +54,17 @@ class Annotator:
         self.num_keyframes = max(config.nsfw.num_keyframes, config.watermark.num_keyframes,
                                  config.aesthetic.num_keyframes, config.caption.num_keyframes)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, block: pa.Table) -> pa.Table:
+        """A block as it comes (the clips of one cut sample), scored ``BATCH`` clips at a time.
+
+        Waiting for Ray Data to fill a batch would hold a finished video's clips back until the next
+        video is cut, leaving a CPU idle at the end of the job.
+        """
+        slices = [self._annotate(block.slice(start, BATCH)) for start in range(0, len(block), BATCH)]
+        return pa.concat_tables(slices) if slices else pa.table({"id": pa.array([], pa.string())})
+
+    def _annotate(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
-        if not rows:  # a cut task whose sample gave no clip
-            return pa.table({"id": pa.array([], pa.string())})
         columns = {
             "id": np.array([r["id"] for r in rows], dtype=object),
             "caption": np.array([r["caption"] for r in rows], dtype=object),

@@ -10,6 +10,7 @@ version holding exactly this run's result; failures are upserted into ``quaranti
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from pipelines.curate.annotate import ANNOTATION_SCHEMA, Annotator, skipped_stages
+from pipelines.curate.annotate import ANNOTATION_SCHEMA, BATCH as ANNOTATE_BATCH, Annotator, skipped_stages
 from pipelines.curate.config import CurateConfig
 from pipelines.curate.cut import CUT_SCHEMA, STAGE as CUT_STAGE, cut_batch
 from pipelines.curate.select import FunnelStep, funnel_rows, select_clips
@@ -30,7 +31,11 @@ from storage.catalog import Catalog, Manifest
 from storage.ids import stable_id
 from storage.schemas import CLIPS
 
-ANNOTATE_BATCH = 8  # clips per annotate call: keyframes of 8 clips make one nudenet batch
+
+# Another annotate actor starts once this many blocks (each one video's clips) wait per actor, not
+# at the first one waiting (Ray Data's default): on 2 CPUs that second actor's start-up cost more
+# than it saved.
+QUEUED_BLOCKS_TO_GROW = 2
 
 
 @dataclass
@@ -159,20 +164,24 @@ def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConf
         return
     # Annotators claim no CPU of their own: they share the cut tasks' CPUs, the first one starting
     # (and loading its models) while the first videos are cut, then scoring clips while later ones
-    # are cut. More start only when clips queue up: each costs a model load.
+    # are cut. More start only when clips queue up: each costs a process and a model load.
     max_actors = max(1, min(int(ray.available_resources().get("CPU", 1)), len(samples) + len(clips)))
     dataset = inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]
     annotated = dataset.map_batches(
         Annotator,
         fn_constructor_kwargs={"location": location, "config": config, "parts": annotate_parts},
-        batch_size=ANNOTATE_BATCH,
+        batch_size=None,  # each block as it comes: the annotator slices it into batches itself
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors,
+                                           max_tasks_in_flight_per_actor=QUEUED_BLOCKS_TO_GROW + 1),
         num_cpus=0,
     )
+    context = annotated.context
     # Ray Data holds back a share of the CPUs for each operator; the annotate actors need none, so
     # the share only kept cut tasks waiting (on 2 CPUs they ran one at a time for the first seconds).
-    annotated.context.op_resource_reservation_enabled = False
+    context.op_resource_reservation_enabled = False
+    context.autoscaling_config = dataclasses.replace(
+        context.autoscaling_config, actor_pool_util_upscaling_threshold=QUEUED_BLOCKS_TO_GROW + 0.5)
     annotated.materialize()
 
 
