@@ -109,7 +109,7 @@ def run_ours(files: list[Path], cpus: int, work: Path, preset: str) -> Run:
     os.sched_setaffinity(0, sorted(all_cores)[:cpus])
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     try:
-        run_ingest(settings, [str(files[0].parent)], run_id="bench-ingest")
+        run_ingest(settings, [str(f) for f in files], run_id="bench-ingest")  # these files, not the whole cache
         sources = _megabytes(work / "blobs")
         cpu, started = _cpu_seconds(), time.perf_counter()
         summary = run_curate(settings, run_id=f"bench-{cpus}")
