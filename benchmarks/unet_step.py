@@ -21,6 +21,7 @@ freed (weights and optimizer state that exist before the step are not counted).
     OMP_NUM_THREADS=1 python benchmarks/unet_step.py            # CPU, float32, ~4 min on an idle core
     (one thread: spinning OpenMP threads on a busy machine inflate the CPU seconds)
     python benchmarks/unet_step.py --steps 10 --size large      # on a GPU: bf16, TFLOP/s
+    python benchmarks/unet_step.py --size large --flops-only    # FLOPs at SD width, CPU, ~6 min
 """
 
 from __future__ import annotations
@@ -218,18 +219,33 @@ def measure_all(models: dict[str, torch.nn.Module], args: argparse.Namespace, de
     rows = []
     for name, model in models.items():
         step_s = min(durations[name, False])
-        # Counted on CPU too: the FLOPs say how much of a time ratio is work placed
-        # differently (e.g. temporal layers at higher resolution) rather than overhead.
         set_checkpointing(model, False)
-        with FlopCounterMode(display=False) as flops:
-            steps[name]()
-        gflop = flops.get_total_flops() / 1e9
+        gflop = step_gflop(steps[name])
         tflops = gflop / step_s / 1e3 if device.type == "cuda" else float("nan")
         rows.append(
             Row(name, count_trainable(model), step_s, min(durations[name, True]), peaks[name, False], peaks[name, True],
                 gflop, tflops)
         )
     return rows
+
+
+def step_gflop(step: Callable[[], None]) -> float:
+    """FLOPs of one step, counted on CPU too: they say how much of a time ratio is work placed
+    differently (e.g. temporal layers at higher resolution) rather than overhead."""
+    with FlopCounterMode(display=False) as flops:
+        step()
+    return flops.get_total_flops() / 1e9
+
+
+def print_flops(models: dict[str, torch.nn.Module], args: argparse.Namespace, device: torch.device) -> None:
+    """GFLOP per step only: what ``--size large`` costs at matched parameters, without timing it on a CPU."""
+    print(f"size={args.size} frames={args.frames} batch={args.batch}, spatial layers frozen")
+    print(f"{'model':<13}{'temporal params':>16}{'x AD':>6}{'GFLOP':>10}{'x AD':>6}")
+    reference: tuple[int, float] | None = None
+    for name, model in models.items():
+        params, gflop = count_trainable(model), step_gflop(make_step(model.to(device).train(), args, device))
+        reference = reference or (params, gflop)
+        print(f"{name:<13}{params:>16,}{params / reference[0]:>6.2f}{gflop:>10.1f}{gflop / reference[1]:>6.2f}")
 
 
 def main() -> None:
@@ -239,6 +255,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2, help="timed rounds (fastest step kept)")
     parser.add_argument("--no-match", action="store_true", help="paper-sized temporal layers (no feed-forward)")
+    parser.add_argument("--flops-only", action="store_true", help="count each step's FLOPs, time nothing")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     unet2d = base_unet(args.size)
@@ -246,6 +263,9 @@ def main() -> None:
     target = None if args.no_match else count_trainable(models["animatediff"])
     for variant in ("make_a_video", "videoldm", "lavie"):
         models[variant] = sized_variant(unet2d, variant, target)
+    if args.flops_only:
+        print_flops(models, args, device)
+        return
     rows = measure_all(models, args, device)
 
     reference = rows[0]
