@@ -27,6 +27,7 @@ freed (weights and optimizer state that exist before the step are not counted).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import weakref
@@ -237,13 +238,18 @@ def step_gflop(step: Callable[[], None]) -> float:
     return flops.get_total_flops() / 1e9
 
 
-def print_flops(models: dict[str, torch.nn.Module], args: argparse.Namespace, device: torch.device) -> None:
-    """GFLOP per step only: what ``--size large`` costs at matched parameters, without timing it on a CPU."""
+def print_flops(builders: dict[str, Callable[[], torch.nn.Module]], args: argparse.Namespace, device: torch.device) -> None:
+    """GFLOP per step only: what ``--size large`` costs at matched parameters, without timing it on a CPU.
+
+    One model at a time: four SD-width UNets with their activations do not fit in 24 GiB together.
+    """
     print(f"size={args.size} frames={args.frames} batch={args.batch}, spatial layers frozen")
     print(f"{'model':<13}{'temporal params':>16}{'x AD':>6}{'GFLOP':>10}{'x AD':>6}")
     reference: tuple[int, float] | None = None
-    for name, model in models.items():
+    for name, build in builders.items():
+        model = build()
         params, gflop = count_trainable(model), step_gflop(make_step(model.to(device).train(), args, device))
+        del model
         reference = reference or (params, gflop)
         print(f"{name:<13}{params:>16,}{params / reference[0]:>6.2f}{gflop:>10.1f}{gflop / reference[1]:>6.2f}")
 
@@ -259,14 +265,15 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     unet2d = base_unet(args.size)
-    models: dict[str, torch.nn.Module] = {"animatediff": animatediff(unet2d)}
-    target = None if args.no_match else count_trainable(models["animatediff"])
+    reference = animatediff(unet2d)
+    target = None if args.no_match else count_trainable(reference)
+    builders: dict[str, Callable[[], torch.nn.Module]] = {"animatediff": lambda: reference}
     for variant in ("make_a_video", "videoldm", "lavie"):
-        models[variant] = sized_variant(unet2d, variant, target)
+        builders[variant] = functools.partial(sized_variant, unet2d, variant, target)
     if args.flops_only:
-        print_flops(models, args, device)
+        print_flops(builders, args, device)
         return
-    rows = measure_all(models, args, device)
+    rows = measure_all({name: build() for name, build in builders.items()}, args, device)
 
     reference = rows[0]
     dtype = "bf16 autocast" if device.type == "cuda" else "float32"
