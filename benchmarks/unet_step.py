@@ -21,13 +21,14 @@ freed (weights and optimizer state that exist before the step are not counted).
     OMP_NUM_THREADS=1 python benchmarks/unet_step.py            # CPU, float32, ~4 min on an idle core
     (one thread: spinning OpenMP threads on a busy machine inflate the CPU seconds)
     python benchmarks/unet_step.py --steps 10 --size large      # on a GPU: bf16, TFLOP/s
-    python benchmarks/unet_step.py --size large --flops-only    # FLOPs at SD width, CPU, ~6 min
+    python benchmarks/unet_step.py --size large --flops-only    # FLOPs at SD width, CPU, ~8 min
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import sys
 import time
 import weakref
@@ -250,6 +251,7 @@ def print_flops(builders: dict[str, Callable[[], torch.nn.Module]], args: argpar
         model = build()
         params, gflop = count_trainable(model), step_gflop(make_step(model.to(device).train(), args, device))
         del model
+        gc.collect()
         reference = reference or (params, gflop)
         print(f"{name:<13}{params:>16,}{params / reference[0]:>6.2f}{gflop:>10.1f}{gflop / reference[1]:>6.2f}")
 
@@ -265,9 +267,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     unet2d = base_unet(args.size)
-    reference = animatediff(unet2d)
-    target = None if args.no_match else count_trainable(reference)
-    builders: dict[str, Callable[[], torch.nn.Module]] = {"animatediff": lambda: reference}
+    target = None if args.no_match else count_trainable(animatediff(unet2d))
+    builders: dict[str, Callable[[], torch.nn.Module]] = {"animatediff": functools.partial(animatediff, unet2d)}
     for variant in ("make_a_video", "videoldm", "lavie"):
         builders[variant] = functools.partial(sized_variant, unet2d, variant, target)
     if args.flops_only:
