@@ -135,7 +135,7 @@ def _codec_name(src: Source) -> str:
     import av
 
     try:
-        with av.open(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as container:
+        with av.open(_handle(src)) as container:
             stream = container.streams.video[0]
             return stream.codec_context.name
     except Exception:
