@@ -255,6 +255,45 @@ def report(
 
 
 @app.command()
+def rate(
+    runs: Annotated[tuple[str, str], typer.Option("--runs", help="The two training runs to compare: --runs A B.")],
+    prompts: Annotated[
+        Optional[Path], typer.Option("--prompts", help="Prompt file (.txt, .csv, .json, .jsonl); clips a run lacks are generated first.")
+    ] = None,
+    host: Annotated[Optional[str], typer.Option("--host", help="Address to listen on (default: rate.host, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Port to listen on (default: rate.port, 8765).")] = None,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve an A/B rating page: raters see one prompt and both runs' clips (random sides) and pick the better.
+
+    Answers go to the [bold]ratings[/bold] table as they are given; `t2v report A B` shows the win rates.
+    Without --prompts, every prompt both runs generated is rated. Set `rate.token` to require a shared token.
+    """
+    import uuid
+
+    from flows.rate import generate_missing
+    from pipelines.evaluate.prompts import PromptFileError, read_prompt_file
+    from pipelines.rate.app import serve as serve_page
+    from pipelines.rate.pairs import RatingError, build_pairs
+    from storage.catalog import Catalog
+
+    settings = _settings(config, root, rate={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    try:
+        texts = [p.text for p in read_prompt_file(prompts)] if prompts else None
+        if texts:
+            generate_missing(settings, runs, texts)
+        pairs = build_pairs(Catalog(settings.location()), runs, texts)
+    except (PromptFileError, RatingError, FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+        raise typer.Exit(2) from None
+    rate_settings = settings.rate
+    url = f"http://{rate_settings.host}:{rate_settings.port}/" + ("?token=<rate.token>" if rate_settings.token else "")
+    console.print(f"rating {runs[0]} vs {runs[1]}: {len(pairs)} pairs at [bold]{url}[/bold] (Ctrl-C to stop)")
+    serve_page(settings.location(), pairs, rate_settings, run_id=f"rate-{uuid.uuid4().hex[:8]}")
+
+
+@app.command()
 def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     format: Annotated[str, typer.Option("--format", "-f", help="hf (datasets save_to_disk) or webdataset (tar shards).")] = "webdataset",
@@ -347,7 +386,7 @@ def serve(
     config: ConfigOption = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Flow runs at a time (default: no limit).")] = None,
 ) -> None:
-    """Serve curate, train and evaluate as Prefect deployments on the cron schedules under `schedules:`.
+    """Serve curate, train, evaluate and the ratings summary as Prefect deployments on the cron schedules under `schedules:`.
 
     Against the Prefect server at PREFECT_API_URL when set; else a local Prefect server is started
     (and stopped on exit) so that schedules fire. A new samples version triggers curation
@@ -364,7 +403,8 @@ def serve(
         fail(str(exc))
         raise typer.Exit(2) from None
     if not served:
-        fail("nothing to serve: set schedules.curate, schedules.train or schedules.evaluate (or schedules.new_samples_seconds)")
+        fail("nothing to serve: set schedules.curate, schedules.train, schedules.evaluate or schedules.ratings "
+             "(or schedules.new_samples_seconds)")
         raise typer.Exit(2)
     try:
         with prefect_api() as url:

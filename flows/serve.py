@@ -1,4 +1,4 @@
-"""``t2v serve``: the curate, train and evaluate flows as Prefect deployments on cron schedules.
+"""``t2v serve``: the curate, train, evaluate and ratings-summary flows as Prefect deployments on cron schedules.
 
 Schedules come from the ``schedules:`` section of the settings. Prefect's scheduler service
 does not run inside its ephemeral server, so without ``PREFECT_API_URL`` we start a local
@@ -26,6 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.curate import curate_flow, curate_new_samples_flow
 from flows.evaluate import evaluate_flow
+from flows.rate import ratings_summary_flow
 from flows.train import stages_for, train_flow
 from pipelines.evaluate.job import EvalConfig
 from pipelines.settings import Settings, load_job_config
@@ -56,6 +57,9 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
         config = load_job_config(EvalConfig, schedules.evaluate.spec, {})
         add(evaluate_flow, "t2v-evaluate", Cron(schedules.evaluate.cron, timezone=schedules.timezone),
             config=config.model_dump(mode="json"))
+    if schedules.ratings:
+        add(ratings_summary_flow, "t2v-ratings-summary", Cron(schedules.ratings.cron, timezone=schedules.timezone),
+            runs=schedules.ratings.runs)
     return out
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipelines.curate.config import CurateConfig
+from pipelines.rate.config import RateSettings
 from pipelines.train.config import TrainConfig
 from storage.location import StorageLocation
 
@@ -94,6 +95,10 @@ class EvaluateScheduleSettings(CronSettings):
     spec: str = Field(description="YAML file of the evaluation (what `t2v evaluate --spec` reads)")
 
 
+class RatingsScheduleSettings(CronSettings):
+    runs: list[str] = Field(min_length=2, max_length=2, description="the two runs whose ratings are summarised")
+
+
 class ScheduleSettings(_Section):
     """What `t2v serve` registers with Prefect; a flow without a schedule is not deployed."""
 
@@ -101,6 +106,7 @@ class ScheduleSettings(_Section):
     curate: CronSettings | None = None
     train: TrainScheduleSettings | None = None
     evaluate: EvaluateScheduleSettings | None = None
+    ratings: RatingsScheduleSettings | None = None
     new_samples_seconds: int = Field(
         300, ge=0, description="how often to look for a new samples version and curate it; 0 turns it off"
     )
@@ -125,6 +131,7 @@ class Settings(_Section):
     curate: CurateConfig = Field(default_factory=CurateConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    rate: RateSettings = Field(default_factory=RateSettings)
 
     def location(self) -> StorageLocation:
         return StorageLocation(self.storage.root, self.storage.s3_endpoint, self.storage.s3_region)

@@ -174,3 +174,23 @@ GENERATIONS = pa.schema(
 )
 
 SCHEMAS["generations"] = GENERATIONS
+
+RATINGS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable id of (rater, pair): one answer per rater and pair
+        pa.field("pair_id", pa.string(), nullable=False),  # stable id of the two generations compared
+        pa.field("rater", pa.string(), nullable=False),
+        pa.field("run_a", pa.string(), nullable=False),  # the runs as `t2v rate --runs A B` named them
+        pa.field("run_b", pa.string(), nullable=False),
+        pa.field("generation_a", pa.string(), nullable=False),  # generations ids
+        pa.field("generation_b", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("left_run", pa.string(), nullable=False),  # the run shown on the left (drawn at random)
+        pa.field("quality", pa.string(), nullable=False),  # which looks better, as given: left | right | same
+        pa.field("text", pa.string(), nullable=False),  # which follows the text better: left | right | same
+        pa.field("shown_at", pa.float64(), nullable=False),
+        pa.field("answered_at", pa.float64(), nullable=False),
+    ]
+)
+
+SCHEMAS["ratings"] = RATINGS

@@ -3,7 +3,8 @@
 The page holds the metrics table with the papers' reference numbers beside ours,
 inline SVG plots of each metric over training steps, and the generated clips as
 base64 GIFs with their prompts (and the run's clips from ``t2v generate``, long
-videos marked), so it opens anywhere with no other files. Metrics
+videos marked), and, where raters compared the runs (``t2v rate``), their human
+preference with 95 % intervals, so it opens anywhere with no other files. Metrics
 measured with random-init feature networks are labelled: they check the plumbing,
 not the model, and are not comparable to published numbers.
 """
@@ -17,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.rate import summary as preference
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
 from storage.location import StorageLocation, write_atomic
@@ -154,7 +156,7 @@ def plots(results: list[dict[str, Any]]) -> list[str]:
 
 
 def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], clips: list[dict[str, Any]],
-                samples: list[dict[str, Any]]) -> str:
+                samples: list[dict[str, Any]], human: list[dict[str, Any]]) -> str:
     esc = html.escape
     header = ["run", "step", "prompt set", "metric", "protocol", "value", "n", "real n", "feature network", "papers"]
     body = "".join(
@@ -182,7 +184,8 @@ def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], cl
         f"<h1>{esc(title)}</h1><h2>Metrics</h2>"
         f"<p>Rows shaded orange were measured with {RANDOM_INIT_LABEL}.</p>"
         f"<table id='metrics'><thead><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr></thead><tbody>{body}</tbody></table>"
-        f"<h2>Over training</h2><div id='plots'>{''.join(charts) or '<p>No training steps recorded.</p>'}</div>"
+        + (preference.render_html(human) if human else "")
+        + f"<h2>Over training</h2><div id='plots'>{''.join(charts) or '<p>No training steps recorded.</p>'}</div>"
         f"<h2>Generated clips</h2><div id='clips' class='clips'>{figures(clips)}</div>"
         + (f"<h2>Samples from prompts</h2><div id='samples' class='clips'>{figures(samples)}</div>" if samples else "")
         + "</body></html>"
@@ -190,7 +193,7 @@ def render_html(title: str, metrics: list[dict[str, Any]], charts: list[str], cl
 
 
 def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[str, Any]],
-                    samples: list[dict[str, Any]]) -> str:
+                    samples: list[dict[str, Any]], human: list[dict[str, Any]]) -> str:
     lines = [f"# {title}", "", "| run | step | prompt set | metric | protocol | value | n | feature network | papers |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [
@@ -198,6 +201,8 @@ def render_markdown(title: str, metrics: list[dict[str, Any]], clips: list[dict[
         f"{m['protocol']} | {_value(m)} | {m['num_samples']} | {m['network']} | {m['papers'] or '-'} |"
         for m in metrics
     ]
+    if human:
+        lines += ["", preference.render_markdown(human).rstrip("\n")]
     lines += ["", "## Generated clips", ""] + [f"- {c['prompt']} ({c['note']}) — `{c['blob']}`" for c in clips]
     if samples:
         lines += ["", "## Samples from prompts", ""] + [f"- {c['prompt']} ({c['note']}) — `{c['blob']}`" for c in samples]
@@ -221,13 +226,14 @@ def write_report(location: StorageLocation, runs: list[str], max_clips: int = 8)
 
     clips = with_gifs(latest_clips(results, max_clips))
     samples = with_gifs(latest_generations(catalog, runs, max_clips))
+    human = preference.human_preference(catalog, runs)
     title = f"Evaluation: {', '.join(runs)}"
     folder = ("reports", "+".join(runs))
     paths = ReportPaths(*(location.path(*folder, f"report.{suffix}") for suffix in ("html", "md", "json")))
-    document = {"runs": runs, "metrics": metrics,
+    document = {"runs": runs, "metrics": metrics, "human_preference": human,
                 **{name: [{k: v for k, v in c.items() if k != "uri"} for c in items]
                    for name, items in (("clips", clips), ("samples", samples))}}
-    write_atomic(location, paths.html, render_html(title, metrics, plots(results), clips, samples).encode())
-    write_atomic(location, paths.markdown, render_markdown(title, metrics, clips, samples).encode())
+    write_atomic(location, paths.html, render_html(title, metrics, plots(results), clips, samples, human).encode())
+    write_atomic(location, paths.markdown, render_markdown(title, metrics, clips, samples, human).encode())
     write_atomic(location, paths.json, json.dumps(document, indent=2).encode())
     return paths

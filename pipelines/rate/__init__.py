@@ -1,0 +1,1 @@
+"""Human evaluation: raters compare two runs' clips for the same prompt on a small web page (A/B)."""
