@@ -18,6 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from storage.errors import T2VError
+
 StateDict = dict[str, torch.Tensor]
 PathLike = str | os.PathLike
 
@@ -32,7 +34,7 @@ _CONVERT_ADVICE = (
 )
 
 
-class CheckpointError(ValueError):
+class CheckpointError(T2VError, ValueError):
     """A weights file cannot be read or does not fit the network."""
 
 

@@ -17,6 +17,7 @@ to feature precision and published numbers were computed in float32.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -40,17 +41,18 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-# kind -> (random-init builder, single-file loader, directory loader or None)
-_NETWORKS: dict[str, tuple[Callable[[], nn.Module], Callable, Callable | None]] = {
-    "fvd": (I3D, I3D.from_checkpoint, I3D.from_pretrained),
-    "is": (C3D, C3D.from_checkpoint, C3D.from_pretrained),
-    "fid": (inception_features, load_inception_features, None),
-}
+def _network_loaders(protocol: VideoProtocol) -> tuple[Callable[[], nn.Module], Callable, Callable | None]:
+    """(random-init builder, single-file loader, directory loader or None) of the protocol's network."""
+    if isinstance(protocol, FIDProtocol):
+        return partial(inception_features, protocol.network), partial(load_inception_features, network=protocol.network), None
+    if isinstance(protocol, ISProtocol):
+        return C3D, C3D.from_checkpoint, C3D.from_pretrained
+    return I3D, I3D.from_checkpoint, I3D.from_pretrained
 
 
 def load_network(protocol: VideoProtocol, weights_path: PathLike | None) -> nn.Module:
     """The protocol's feature network in eval mode: weights from a file or directory, else seeded random init."""
-    build, from_file, from_dir = _NETWORKS[protocol.kind]
+    build, from_file, from_dir = _network_loaders(protocol)
     if weights_path is None:
         return seeded_init(build, protocol.init_seed).eval()
     path = Path(weights_path)

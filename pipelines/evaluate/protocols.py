@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeling.features.inception import InceptionNetwork
+
 InputRange = Literal["uint8", "signed_unit"]
 # Slack for decoders that overshoot [-1, 1] a little before clamping.
 _SIGNED_UNIT_SLACK = 1e-2
@@ -87,13 +89,19 @@ class ISProtocol(_VideoProtocol):
 
 
 class FIDProtocol(_VideoProtocol):
-    """FID on frames with Inception-v3 pool features (2048-d) at 299x299, [-1, 1] input."""
+    """FID on frames with Inception-v3 pool features (2048-d) at 299x299, [-1, 1] input.
+
+    ``network``: ``"pytorch_fid"`` is the FID network (pytorch-fid / TF FID, weights
+    ``pt_inception-2015-12-05``), the one FID numbers are published with; ``"torchvision"``
+    is torchvision's Inception-v3 for its ImageNet weights. Weights of the other network are refused.
+    """
 
     kind: Literal["fid"] = "fid"
     name: str = "fid_frames"
     num_samples: int = 2048
     size: int = 299
     feature_dim: int = 2048
+    network: InceptionNetwork = "pytorch_fid"
 
     def preprocess(self, video: np.ndarray) -> torch.Tensor:
         """uint8 (b, f, h, w, 3) -> Inception input (b * f, 3, 299, 299) in [-1, 1]."""

@@ -96,12 +96,12 @@ def test_c3d_rejects_other_clip_shapes():
 
 
 @torch.no_grad()
-def test_inception_pool_features_load_from_torchvision_layout(tmp_path):
+def test_torchvision_network_loads_torchvision_inception_weights(tmp_path):
     torch.manual_seed(0)
     # torchvision's checkpoint carries the auxiliary classifier and fc; both are dropped.
     full = inception_v3(weights=None, aux_logits=True, init_weights=False).eval()
     save_state_dict(full, tmp_path / "inception_v3.safetensors")
-    features = load_inception_features(tmp_path / "inception_v3.safetensors")
+    features = load_inception_features(tmp_path / "inception_v3.safetensors", network="torchvision")
     frames = torch.rand(2, 3, 299, 299) * 2 - 1
     pooled = features(frames)
     assert pooled.shape == (2, 2048)
