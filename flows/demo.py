@@ -170,6 +170,6 @@ def demo_eval_config(settings: Settings, limit: int = 4) -> EvalConfig:
         run=settings.train.name, prompt_set="ucf101", limit=limit,
         generation=GenerationConfig(num_frames=math.ceil(15 / factor) + 1, height=base.height, width=base.width,
                                     num_inference_steps=4),
-        protocols=tiny_protocols(), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],
+        protocols=tiny_protocols(num_clips=limit), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],
         allow_singular=True,
     )

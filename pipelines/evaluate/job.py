@@ -33,6 +33,7 @@ from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, Manifest
+from storage.errors import T2VError
 from storage.ids import stable_id
 from storage.location import StorageLocation
 from storage.media import read_frames
@@ -199,12 +200,20 @@ class RealClips:
     rows: list[dict[str, Any]]  # blob and caption of clips long enough for every protocol, by id
 
 
+class SampleCountError(T2VError):
+    """An evaluation generates fewer clips than a metric's protocol scores."""
+
+
 def _check_sample_counts(config: EvalConfig, metrics: list[MetricName], num_samples: int) -> None:
     """Fail before generating anything when a metric cannot be computed from this many clips."""
     for name in metrics:
         protocol = config.protocols[name]
-        if name == "is" and num_samples < protocol.splits:
-            raise ValueError(f"IS with {protocol.splits} splits needs at least {protocol.splits} clips, got {num_samples}")
+        if name == "is" and num_samples < protocol.num_samples:
+            raise SampleCountError(
+                f"IS protocol {protocol.name} scores {protocol.num_samples} clips in {protocol.splits} splits, this "
+                f"evaluation generates {num_samples}: generate at least {protocol.num_samples} (prompts x "
+                f"samples_per_prompt) or use an IS protocol with num_samples={num_samples} (not comparable to papers)"
+            )
         if name in ("fvd", "fid") and not config.allow_singular:
             dims = protocol.feature_dim
             samples = num_samples * (protocol.num_frames if name == "fid" else 1)
@@ -327,9 +336,10 @@ def _metric(name: MetricName, outputs: list[dict[str, Any]], real: FeatureStats 
         return {**counts, "value": float(scores.mean()), "std": float(scores.std())}
     if name == "is":
         protocol: ISProtocol = config.protocols["is"]
-        probs = np.stack([row["features"] for row in outputs])
-        mean, std = inception_score(probs, splits=min(protocol.splits, len(probs)))
-        return {**counts, "value": mean, "std": std}
+        # The protocol's sample count exactly (checked before generating): the first num_samples clips.
+        probs = np.stack([row["features"] for row in outputs[: protocol.num_samples]])
+        mean, std = inception_score(probs, splits=protocol.splits, shuffle_seed=protocol.shuffle_seed)
+        return {**counts, "num_samples": len(probs), "value": mean, "std": std}
     fake = FeatureStats.from_features(_feature_matrix(outputs))
     value = frechet_from_stats(real.mean, real.cov, fake.mean, fake.cov, allow_singular=config.allow_singular)
     frames_per_video = 1 if name == "fvd" else config.protocols[name].num_frames

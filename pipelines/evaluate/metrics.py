@@ -91,11 +91,13 @@ def frechet_from_stats_sqrtm(mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, 
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean).real)
 
 
-def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
+def inception_score(probs: ArrayLike, splits: int = 10, shuffle_seed: int | None = None) -> tuple[float, float]:
     """Mean and std over ``splits`` groups of exp(E_x KL(p(y|x) || p(y))).
 
     ``probs``: (n, classes) softmax outputs. Identical predictions give 1; n
-    classes used equally with one-hot predictions give n.
+    classes used equally with one-hot predictions give n. Group i is rows
+    ``i*n//splits`` to ``(i+1)*n//splits``, as in TGANv2's and StyleGAN-V's code;
+    ``shuffle_seed`` shuffles the rows first with ``np.random.RandomState`` (StyleGAN-V: 42).
     """
     p = np.asarray(probs, np.float64)
     if p.ndim != 2:
@@ -104,8 +106,12 @@ def inception_score(probs: ArrayLike, splits: int = 10) -> tuple[float, float]:
         raise ValueError("rows must be class probabilities (apply softmax to logits first)")
     if not 1 <= splits <= len(p):
         raise ValueError(f"splits must be in 1..{len(p)}, got {splits}")
+    if shuffle_seed is not None:
+        p = p.copy()
+        np.random.RandomState(shuffle_seed).shuffle(p)
+    n = len(p)
     scores = []
-    for part in np.array_split(p, splits):
+    for part in (p[i * n // splits : (i + 1) * n // splits] for i in range(splits)):
         marginal = part.mean(axis=0, keepdims=True)
         kl = (part * (_log_or_zero(part) - _log_or_zero(marginal))).sum(axis=1)
         scores.append(np.exp(kl.mean()))

@@ -11,15 +11,17 @@ as if it were 0..255 (or the reverse) gives plausible-looking wrong metrics.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modeling.features.inception import InceptionNetwork
+from storage.errors import T2VError
 
 InputRange = Literal["uint8", "signed_unit"]
 # Slack for decoders that overshoot [-1, 1] a little before clamping.
@@ -61,31 +63,49 @@ class FVDProtocol(_VideoProtocol):
 
 
 class ISProtocol(_VideoProtocol):
-    """Inception Score with C3D on UCF-101 (TGANv2: 2048 samples x 10 splits, 16 frames at 112x112)."""
+    """Inception Score with the UCF-101 C3D; the default is TGANv2's protocol (``is_tganv2_c3d``).
+
+    TGANv2 (``scripts/compute_inception_score.py``, ``tgan2/models/c3d/c3d_ucf101.py``) scores
+    10 loops of 2,048 clips, i.e. ``num_samples`` = 20,480 in ``splits`` = 10 groups, and feeds
+    C3D generator output x in [-1, 1] as BGR ``x * 128 + 128`` (``pixel_scale`` times the uint8
+    value), resized to 112 with Chainer's bilinear ``resize_images`` (aligned corners), minus the
+    per-pixel mean of ``mean2.npz`` cropped to ``[:, :, 8:120, 8:120]`` (``mean_file``). Without
+    a mean file the per-channel ``mean`` (TGANv2's commented-out values) stands in: an
+    approximation, fine for random-init networks, not for numbers to compare with papers.
+    StyleGAN-V's ``isv2048_ucf`` scores 2,048 clips in 10 groups after shuffling them with
+    ``RandomState(42)`` (``shuffle_seed``). The evaluation refuses to run with fewer clips than
+    ``num_samples`` and scores the first ``num_samples`` when it has more.
+    """
 
     kind: Literal["is"] = "is"
     name: str = "is_tganv2_c3d"
-    num_samples: int = 2048
-    splits: int = 10
+    num_samples: int = Field(20480, ge=1)
+    splits: int = Field(10, ge=1)
+    shuffle_seed: int | None = None
     size: int = 112
     num_classes: int = 101
-    # Per-channel means subtracted on the 0..255 scale, in ``channel_order``. The
-    # default approximates the Sports-1M mean C3D was trained with; set both to
-    # match whatever the converted weights expect.
-    mean: tuple[float, float, float] = (90.25, 97.66, 101.41)
-    channel_order: Literal["rgb", "bgr"] = "rgb"
+    channel_order: Literal["rgb", "bgr"] = "bgr"
+    pixel_scale: float = 128 / 127.5
+    align_corners: bool = True
+    # Subtracted after scaling, in ``channel_order``.
+    mean: tuple[float, float, float] = (90.25164795, 97.65701294, 101.4083252)
+    mean_file: str | None = None
+
+    @model_validator(mode="after")
+    def _enough_samples_per_split(self) -> "ISProtocol":
+        if self.splits > self.num_samples:
+            raise ValueError(f"{self.splits} splits need at least {self.splits} samples, got num_samples={self.num_samples}")
+        return self
 
     def preprocess(self, video: np.ndarray) -> torch.Tensor:
-        """uint8 (b, f, h, w, 3) -> C3D input (b, 3, 16, 112, 112), mean-subtracted 0..255 values."""
-        frames = resize_frames(self.video_uint8(video), (self.size, self.size))
+        """uint8 (b, f, h, w, 3) -> C3D input (b, 3, 16, 112, 112), scaled and mean-subtracted."""
+        frames = resize_frames(self.video_uint8(video), (self.size, self.size), align_corners=self.align_corners)
         if self.channel_order == "bgr":
             frames = frames.flip(1)
-        frames = frames - torch.tensor(self.mean).view(1, 3, 1, 1)
-        return rearrange(frames, "(b f) c h w -> b c f h w", f=self.num_frames)
-
-    @property
-    def total_samples(self) -> int:
-        return self.num_samples * self.splits
+        clips = rearrange(frames * self.pixel_scale, "(b f) c h w -> b c f h w", f=self.num_frames)
+        if self.mean_file is None:
+            return clips - torch.tensor(self.mean).view(1, 3, 1, 1, 1)
+        return clips - per_pixel_mean(self.mean_file, self.num_frames, self.size)
 
 
 class FIDProtocol(_VideoProtocol):
@@ -128,6 +148,7 @@ PRESETS: dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol] = {
     "fvd2048_16f": FVDProtocol(),
     "fvd2048_128f": FVDProtocol(name="fvd2048_128f", num_frames=128),
     "is_tganv2_c3d": ISProtocol(),
+    "isv2048_ucf": ISProtocol(name="isv2048_ucf", num_samples=2048, splits=10, shuffle_seed=42),
     "fid_frames": FIDProtocol(),
     "clipsim_vitb32": CLIPSIMProtocol(),
 }
@@ -165,13 +186,38 @@ def first_frames(video: np.ndarray, num_frames: int) -> np.ndarray:
     return video[:, :num_frames]
 
 
-def resize_frames(video: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+def resize_frames(video: np.ndarray, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
     """uint8 (b, f, h, w, 3) -> float (b * f, 3, *size) on the 0..255 scale.
 
     Bilinear without antialiasing, like the TF/PyTorch FVD reference code (the
-    half-pixel convention follows PyTorch's ``align_corners=False``).
+    half-pixel convention follows PyTorch's ``align_corners=False``); Chainer's
+    ``resize_images``, which TGANv2 used, maps corners to corners (``align_corners=True``).
     """
     frames = rearrange(torch.from_numpy(np.ascontiguousarray(video)), "b f h w c -> (b f) c h w").float()
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
-    return F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(frames, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class MeanFileError(T2VError):
+    """A per-pixel mean file that cannot be used."""
+
+
+# TGANv2 crops its 128-row mean to the 112x112 input at this fixed offset (rows and columns).
+_MEAN_CROP = 8
+
+
+@lru_cache(maxsize=4)
+def per_pixel_mean(path: str, num_frames: int, size: int) -> torch.Tensor:
+    """TGANv2's per-pixel mean (``mean2.npz``, key ``mean``, (3, frames, h, w)) cropped as TGANv2 does."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            mean = archive["mean"]
+    except (OSError, KeyError, ValueError) as error:
+        raise MeanFileError(f"{path}: not a readable .npz with a 'mean' array ({error})") from error
+    end = _MEAN_CROP + size
+    if mean.ndim != 4 or mean.shape[0] != 3 or mean.shape[1] != num_frames or min(mean.shape[2:]) < end:
+        raise MeanFileError(
+            f"{path}: mean of shape {mean.shape}; expected (3, {num_frames}, h, w) with h, w >= {end}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(mean[:, :, _MEAN_CROP:end, _MEAN_CROP:end], np.float32))

@@ -68,11 +68,11 @@ def write_tiny_clip(directory: str | Path, seed: int = 0) -> Path:
     return directory
 
 
-def tiny_protocols(num_frames: int = 16) -> dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol]:
-    """Metric protocols on few, small frames. C3D's classifier fixes IS at 16 frames of 112x112."""
+def tiny_protocols(num_frames: int = 16, num_clips: int = 4) -> dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol]:
+    """Metric protocols on few, small frames, IS on ``num_clips`` clips. C3D's classifier fixes IS at 16 frames of 112x112."""
     return {
         "fvd": FVDProtocol(name="fvd_tiny", num_frames=num_frames, size=32, num_real=8, num_fake=8),
-        "is": ISProtocol(name="is_tiny", num_samples=8, splits=2),
+        "is": ISProtocol(name="is_tiny", num_samples=num_clips, splits=min(2, num_clips)),
         "clipsim": CLIPSIMProtocol(name="clipsim_tiny", num_frames=4, clip_pretrained=None),
         "fid": FIDProtocol(name="fid_tiny", num_frames=2, num_samples=8),
     }

@@ -99,3 +99,14 @@ def test_clipsim_is_mean_cosine_without_logit_scale():
     text = np.array([[0.0, 5.0]])
     expected = np.mean([0.0, 1.0, np.sqrt(0.5)])
     np.testing.assert_allclose(clipsim(frames, text), [expected])
+
+
+def test_inception_score_splits_and_shuffle_follow_tganv2_and_stylegan_v():
+    probs = np.random.default_rng(0).dirichlet(np.ones(5), size=23)
+    # Groups are rows i*n//splits .. (i+1)*n//splits, StyleGAN-V shuffling them with RandomState(42) first.
+    shuffled = probs.copy()
+    np.random.RandomState(42).shuffle(shuffled)
+    groups = [shuffled[i * 23 // 4 : (i + 1) * 23 // 4] for i in range(4)]
+    by_hand = [np.exp((g * (np.log(g) - np.log(g.mean(axis=0)))).sum(axis=1).mean()) for g in groups]
+    assert inception_score(probs, splits=4, shuffle_seed=42) == pytest.approx((np.mean(by_hand), np.std(by_hand)))
+    assert inception_score(probs, splits=4) != pytest.approx(inception_score(probs, splits=4, shuffle_seed=42))

@@ -64,13 +64,28 @@ def test_too_few_frames_is_an_error():
 
 
 def test_c3d_preprocessing_subtracts_the_mean_at_112():
-    protocol = ISProtocol(mean=(10.0, 20.0, 30.0))
+    protocol = ISProtocol(mean=(10.0, 20.0, 30.0), channel_order="rgb", pixel_scale=1.0)
     inputs = protocol.preprocess(np.full((1, 16, 128, 171, 3), 100, np.uint8))
     assert inputs.shape == (1, 3, 16, 112, 112)
     torch.testing.assert_close(inputs[0, :, 0, 0, 0], torch.tensor([90.0, 80.0, 70.0]))
     rgb_video = np.full((1, 16, 112, 112, 3), (1, 2, 3), np.uint8)
-    bgr = ISProtocol(mean=(0.0, 0.0, 0.0), channel_order="bgr").preprocess(rgb_video)
+    bgr = ISProtocol(mean=(0.0, 0.0, 0.0), channel_order="bgr", pixel_scale=1.0).preprocess(rgb_video)
     torch.testing.assert_close(bgr[0, :, 0, 0, 0], torch.tensor([3.0, 2.0, 1.0]))
+
+
+def test_tganv2_preset_feeds_bgr_x_times_128_plus_128_with_aligned_corners():
+    protocol = PRESETS["is_tganv2_c3d"]
+    assert (protocol.channel_order, protocol.align_corners) == ("bgr", True)
+    video = np.zeros((1, 16, 2, 2, 3), np.uint8)
+    video[..., 0] = 255  # pure red
+    inputs = protocol.preprocess(video) + torch.tensor(protocol.mean).view(3, 1, 1, 1)
+    # x = 255 / 127.5 - 1 = 1 -> 1 * 128 + 128 = 256 in the last (red, in BGR) channel, 0 elsewhere
+    torch.testing.assert_close(inputs[0, :, 0, 0, 0], torch.tensor([0.0, 0.0, 256.0]))
+    # aligned corners: the corner pixels of the 112x112 frame are the input's corners exactly
+    ramp = np.zeros((1, 16, 2, 2, 3), np.uint8)
+    ramp[:, :, :, 1] = 255
+    resized = ISProtocol(pixel_scale=1.0, mean=(0.0, 0.0, 0.0)).preprocess(ramp)[0, 0, 0, 0]
+    assert (resized[0].item(), resized[-1].item()) == (0.0, 255.0)
 
 
 def test_fid_and_clipsim_preprocessing_shapes():
@@ -85,4 +100,4 @@ def test_protocols_round_trip_through_config_json():
     adapter = TypeAdapter(Protocol)
     for protocol in PRESETS.values():
         assert adapter.validate_json(protocol.model_dump_json()) == protocol
-    assert ISProtocol().total_samples == 2048 * 10
+    assert PRESETS["is_tganv2_c3d"].num_samples == 2048 * 10
