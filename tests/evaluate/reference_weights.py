@@ -23,7 +23,7 @@ def seeded_state_dict(layout: list[tuple[str, list[int]]], seed: int) -> dict[st
             tensor = torch.rand(shape, generator=generator) + 0.5
         elif name.endswith("weight") and len(shape) > 1:
             tensor = torch.randn(shape, generator=generator) * (2.0 / int(np.prod(shape[1:]))) ** 0.5
-        elif name.endswith("bn.weight"):
+        elif name.endswith("weight"):  # norm gains (batch norm, layer norm)
             tensor = 1.0 + 0.1 * torch.randn(shape, generator=generator)
         else:
             tensor = 0.1 * torch.randn(shape, generator=generator)

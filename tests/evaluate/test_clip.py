@@ -1,6 +1,7 @@
 """CLIPSIM with a tiny open_clip model saved to disk and loaded back by path."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -90,3 +91,27 @@ def test_weights_saved_from_a_random_init_are_labelled_random(tmp_path):
     assert load_clip(folder).random_init, "the tiny demo CLIP must not pass for trained weights"
     (folder / RANDOM_INIT_MARKER).unlink()
     assert not load_clip(folder).random_init
+
+
+def test_clipsim_follows_open_clip_own_pil_preprocessing_on_recorded_fixture(tmp_path):
+    # fixtures/clipsim_open_clip.npz: open_clip's create_model_and_transforms (PIL resize, crop, normalise)
+    # on a local-dir model with seeded weights (reference_weights.py), smooth 40x56 frames; PIL's uint8
+    # output pixels and the CLIPSIM it gives. PIL resamples in 8 bits, two passes; the tensor resize here
+    # does not round, so pixels differ by a fraction of a level, which this tiny random ViT (patch 8 at
+    # 32 px) turns into ~1.5e-3 of CLIPSIM.
+    from reference_weights import recorded_layout, seeded_state_dict
+
+    with np.load(Path(__file__).parent / "fixtures" / "clipsim_open_clip.npz", allow_pickle=False) as fixture:
+        weights = seeded_state_dict(recorded_layout(fixture), int(fixture["seed"]))
+        videos, prompts, expected = fixture["videos"], fixture["prompts"], fixture["clipsim"]
+        pil_pixels = fixture["pil_pixels"].astype(np.float64)
+        (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": json.loads(str(fixture["model_cfg"]))}))
+    save_file(weights, str(tmp_path / "open_clip_model.safetensors"))
+    scorer = ClipSimScorer(CLIPSIMProtocol(num_frames=3, clip_pretrained=None), tmp_path, device="cpu")
+    encoder = scorer.encoder
+    for video, pil in zip(videos, pil_pixels):
+        prepared = encoder.prepare(CLIPSIMProtocol(num_frames=3).preprocess(video[None]))
+        levels = ((prepared * encoder.std + encoder.mean) * 255).double().numpy()
+        assert np.abs(levels - pil).max() <= 2.0 and np.abs(levels - pil).mean() <= 0.35
+    scores = scorer({"video": videos, "prompt": prompts.astype(object)})["clipsim"]
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=3e-3)
