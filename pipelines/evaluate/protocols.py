@@ -74,7 +74,9 @@ class ISProtocol(_VideoProtocol):
     approximation, fine for random-init networks, not for numbers to compare with papers.
     StyleGAN-V's ``isv2048_ucf`` scores 2,048 clips in 10 groups after shuffling them with
     ``RandomState(42)`` (``shuffle_seed``). The evaluation refuses to run with fewer clips than
-    ``num_samples`` and scores the first ``num_samples`` when it has more.
+    ``num_samples`` and scores the first ``num_samples`` when it has more. TGANv2 fed the
+    generator's floats; [-1, 1] input here is quantised to uint8 first (see the module
+    docstring), which moves C3D's input by at most half a level.
     """
 
     kind: Literal["is"] = "is"
