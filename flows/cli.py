@@ -92,6 +92,8 @@ def curate(
         fail(f"{exc} (run `t2v ingest` first)")
         raise typer.Exit(2) from None
     print_table("curation funnel", summary.funnel_table())
+    print_table("scores (equal-width bins; change a threshold and curate again: no model or video is touched)",
+                summary.histogram_table())
     print_table(f"curate {summary.run_id}", summary.rows())
 
 

@@ -27,6 +27,12 @@ def curate_flow(settings: Settings, samples_version: int | None = None) -> Curat
         description=f"Curation funnel: samples v{summary.samples_version} -> clips v{summary.clips.version}",
     )
     create_table_artifact(key="curate-summary", table=summary.rows(), description="Curation run summary")
+    if summary.histograms:
+        create_table_artifact(
+            key="curate-scores", table=summary.histograms,
+            description="Clips per score bin and how many each rule drops now: pick thresholds here, then "
+                        "`t2v curate` again re-applies them to the stored scores in seconds",
+        )
     return summary
 
 

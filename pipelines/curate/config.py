@@ -9,7 +9,7 @@ Every block forbids unknown keys so a typo in curate.yaml fails loudly instead o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,15 @@ X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "me
 
 
 class StageConfig(BaseModel):
+    """A stage's settings: the fields that change what it computes, and ``keep_fields`` that only
+    decide which rows are kept. Resume keys hash the compute fields alone, so a threshold change
+    re-applies the rules to stored scores and recomputes nothing."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    keep_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def compute_fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(self.keep_fields))
 
 
 class SplitConfig(StageConfig):
@@ -61,6 +69,7 @@ class KeyframeConfig(StageConfig):
 
 
 class NSFWConfig(KeyframeConfig):
+    keep_fields = frozenset({"threshold", "clip_head_threshold"})
     enabled: bool = True
     threshold: float = Field(0.5, ge=0, le=1, description="drop when the max exposed-class probability exceeds this")
     exposed_classes: tuple[str, ...] = (
@@ -77,18 +86,21 @@ class NSFWConfig(KeyframeConfig):
 
 
 class ToxicityConfig(StageConfig):
+    keep_fields = frozenset({"threshold"})
     enabled: bool = True
     threshold: float = Field(0.5, ge=0, le=1, description="drop when the offensive-text probability exceeds this")
     text_columns: tuple[str, ...] = ("caption", "label")
 
 
 class WatermarkConfig(KeyframeConfig):
+    keep_fields = frozenset({"threshold"})
     weights_path: Path | None = Field(None, description="LAION watermark_model_v1.pt or a safetensors copy")
     threshold: float = Field(0.5, ge=0, le=1, description="Make-A-Video drops watermark probability > 0.5")
     batch_size: int = Field(16, ge=1)
 
 
 class AestheticConfig(KeyframeConfig):
+    keep_fields = frozenset({"min_score"})
     weights_path: Path | None = Field(None, description="LAION aesthetic MLP (.pth state_dict or safetensors)")
     clip_model: str = "ViT-L-14"
     clip_model_path: Path | None = Field(None, description="open_clip checkpoint file, or a local-dir: model folder")
@@ -97,6 +109,7 @@ class AestheticConfig(KeyframeConfig):
 
 
 class MotionConfig(StageConfig):
+    keep_fields = frozenset({"min_score", "max_score"})
     method: Literal["frame_diff", "flow"] = "frame_diff"
     sample_fps: float = Field(4.0, gt=0, description="frames compared this far apart, so scores do not depend on the source fps")
     short_side: int = Field(64, ge=8, description="grayscale frames are downscaled to this short side")
@@ -106,6 +119,7 @@ class MotionConfig(StageConfig):
 
 
 class SizeConfig(StageConfig):
+    keep_fields = frozenset({"min_short_side", "min_seconds", "max_seconds", "max_aspect_ratio"})
     min_short_side: int = Field(128, ge=1)
     min_seconds: float = Field(2.0, ge=0, description="videos only; images have no duration")
     max_seconds: float | None = Field(None, gt=0)
@@ -145,6 +159,7 @@ class PseudoVideoConfig(StageConfig):
 
 
 class DedupConfig(KeyframeConfig):
+    keep_fields = frozenset({"max_hamming", "min_cosine"})
     method: Literal["phash", "dhash", "clip"] = "phash"
     max_hamming: int = Field(6, ge=0, le=64, description="near-duplicate when the mean keyframe Hamming distance is at most this")
     clip_model: str = "ViT-L-14"

@@ -3,8 +3,9 @@
 Cut and annotate are one streaming Ray Data pipeline: the annotate actors load their models
 while the first videos are cut and score clips as soon as a video's clips are stored, so no
 CPU waits at a stage barrier. Both stages write their results as parts under ``work/curate/``
-keyed by a hash of the settings that shape them, so a killed run resumes where it stopped and
-a changed setting recomputes only what it affects. The ``clips`` and ``funnel`` tables get a new
+keyed by a hash of the settings that shape them (thresholds excluded: they only decide what is
+kept), so a killed run resumes where it stopped, a changed setting recomputes only what it affects,
+and a threshold change re-applies the rules to the stored scores without Ray, models or decoding. The ``clips`` and ``funnel`` tables get a new
 version holding exactly this run's result; failures are upserted into ``quarantine``.
 """
 
@@ -51,6 +52,7 @@ class CurateSummary:
     seconds: float
     video_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    histograms: list[dict] = field(default_factory=list)  # per score: clips and drops per bin
 
     def funnel_table(self) -> list[dict]:
         return [
@@ -58,6 +60,18 @@ class CurateSummary:
              "dropped": ", ".join(f"{k}: {v}" for k, v in sorted(s.dropped.items())) or "-",
              "note": s.skipped_reason or ""}
             for s in self.funnel
+        ]
+
+    def histogram_table(self) -> list[dict]:
+        """One row per score: clips per bin, and how many of them the current threshold drops."""
+        scores: dict[str, list[dict]] = {}
+        for row in self.histograms:
+            scores.setdefault(row["score"], []).append(row)
+        return [
+            {"score": name, "range": f"{bins[0]['from']:g} .. {bins[-1]['to']:g}",
+             "clips per bin": " ".join(str(b["clips"]) for b in bins),
+             "dropped now": " ".join(str(b["dropped_now"]) for b in bins)}
+            for name, bins in scores.items()
         ]
 
     def rows(self) -> list[dict]:
@@ -73,7 +87,9 @@ class CurateSummary:
 
 
 def _hash(*parts: object) -> str:
-    text = json.dumps([p.model_dump(mode="json") if hasattr(p, "model_dump") else p for p in parts], sort_keys=True)
+    """Key of a stage's stored results: only the fields that change what is computed, so a
+    threshold (a ``keep_fields`` entry) never invalidates scores or clips."""
+    text = json.dumps([p.compute_fields() if hasattr(p, "compute_fields") else p for p in parts], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -93,12 +109,14 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
 
     done_samples = cut_parts.done_keys()
     sample_ids = set(samples.column("id").to_pylist())
-    with ray_session(settings.ray):
-        todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=_strings(done_samples))))
-        # clips cut by an earlier, killed run whose annotation never finished
-        cut_before = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
-        unannotated = _unannotated_clips(cut_before, annotate_parts.done_keys())
-        _run_stages(todo, unannotated, location, config, cut_parts, annotate_parts, cut_salt)
+    todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=_strings(done_samples))))
+    # clips cut by an earlier, killed run whose annotation never finished
+    cut_before = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
+    unannotated = _unannotated_clips(cut_before, annotate_parts.done_keys())
+    if len(todo) or len(unannotated):
+        # nothing to cut or score (a threshold change): the rules below run on stored scores, no Ray
+        with ray_session(settings.ray):
+            _run_stages(todo, unannotated, location, config, cut_parts, annotate_parts, cut_salt)
     outcomes = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
     clip_rows = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
     skipped = skipped_stages(config)
@@ -133,6 +151,7 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
         quarantined=len(quarantine),
         seconds=time.perf_counter() - started,
         video_seconds=float(sum(r["duration"] or 0.0 for r in samples.to_pylist() if r["kind"] == "video")),
+        histograms=selection.histograms,
     )
 
 
@@ -160,8 +179,6 @@ def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConf
         ))
     if len(clips):
         inputs.append(ray.data.from_arrow([clips.slice(i, ANNOTATE_BATCH) for i in range(0, len(clips), ANNOTATE_BATCH)]))
-    if not inputs:
-        return
     # Annotators claim no CPU of their own: they share the cut tasks' CPUs, the first one starting
     # (and loading its models) while the first videos are cut, then scoring clips while later ones
     # are cut. More start only when clips queue up: each costs a process and a model load.

@@ -29,6 +29,7 @@ class FunnelStep:
 class Selection:
     kept: list[dict[str, Any]]
     funnel: list[FunnelStep]
+    histograms: list[dict[str, Any]] = field(default_factory=list)
 
 
 def select_clips(
@@ -54,7 +55,7 @@ def select_clips(
         rows = survivors
     kept, dedup_step = _dedup(rows, config)
     funnel.append(dedup_step)
-    return Selection(kept=kept, funnel=funnel)
+    return Selection(kept=kept, funnel=funnel, histograms=score_histograms(clips, config))
 
 
 def _decision_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +75,29 @@ def _dedup(rows: list[dict[str, Any]], config: CurateConfig) -> tuple[list[dict[
     skipped = "CLIP dedup needs embeddings; perceptual hash used" if config.dedup.method == "clip" else None
     step = FunnelStep("dedup", len(rows), len(kept), {"near_duplicate": int((~result.keep).sum())} if len(kept) < len(rows) else {}, skipped)
     return kept, step
+
+
+# score column -> the rule that reads it, for the histograms users pick thresholds from
+HISTOGRAM_SCORES = {"motion_score": "motion", "nsfw_score": "nsfw", "toxicity_score": "toxicity",
+                    "watermark_score": "watermark", "aesthetic_score": "aesthetic"}
+
+
+def score_histograms(clips: list[dict[str, Any]], config: CurateConfig, bins: int = 10) -> list[dict[str, Any]]:
+    """Per score, clips per equal-width bin and how many of them its rule drops at the current
+    thresholds: what another threshold would keep or drop, read off without a rerun."""
+    rows = []
+    for column, stage in HISTOGRAM_SCORES.items():
+        scored = [r for r in clips if r.get(column) is not None and not np.isnan(r[column])]
+        if not scored:
+            continue
+        values = np.array([r[column] for r in scored])
+        edges = np.histogram_bin_edges(values, bins=bins)
+        which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+        dropped = np.array([not RULES[stage](_decision_view(r), getattr(config, stage))[0] for r in scored])
+        for b in range(bins):
+            rows.append({"score": column, "from": round(float(edges[b]), 4), "to": round(float(edges[b + 1]), 4),
+                         "clips": int((which == b).sum()), "dropped_now": int((dropped & (which == b)).sum())})
+    return rows
 
 
 def funnel_rows(funnel: list[FunnelStep]) -> list[dict[str, Any]]:
