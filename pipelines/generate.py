@@ -16,7 +16,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Literal
 
 import numpy as np
 import ray
@@ -59,10 +59,13 @@ class LongVideoConfig(BaseModel):
     overlap: int = Field(4, ge=1, description="frames each clip shares with the previous one")
     alpha: float = Field(4.0, gt=0, description="PNS: weight of the past noise")
     beta: float = Field(0.4, ge=0, le=1, description="DSG: share of steps guided by the previous clip")
+    output: Literal["new_frames", "whole_clips"] = Field(
+        "new_frames", description="new_frames: later clips add only their non-overlap frames; "
+        "whole_clips: every clip whole, as the official VidRD code")
 
     def sampler(self, num_inference_steps: int) -> VidRDConfig:
         return VidRDConfig(num_clips=self.num_clips, overlap=self.overlap, alpha=self.alpha, beta=self.beta,
-                           num_inference_steps=num_inference_steps)
+                           num_inference_steps=num_inference_steps, output=self.output)
 
 
 class GenerateConfig(BaseModel):

@@ -2,6 +2,9 @@
 
 import math
 from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -10,7 +13,7 @@ from modeling.freeze import temporal_parameters
 from modeling.masked_frames import add_mask_channels
 from modeling.samplers.autoregressive import AutoregressiveConfig, autoregressive_sample
 from modeling.samplers.ddim import VideoDenoiser, ddim_sample, gaussian_noise, make_generator
-from modeling.samplers.vidrd import VidRDConfig, VidRDTrace, next_clip_noise, vidrd_sample
+from modeling.samplers.vidrd import VidRDConfig, VidRDTrace, next_clip_noise, staged_guidance_frames, vidrd_sample
 
 SHAPE = (1, 4, 4, 8, 8)  # (b, c, f, h, w) latents
 
@@ -102,11 +105,6 @@ def test_pns_keeps_unit_variance_and_fnr_reverses_frames():
     assert abs(correlation.item() - 1 / math.sqrt(1 + alpha**2)) < 0.02
 
 
-def dsg_copies(t: int, j: int, overlap: int, beta: float, total: int = 1000) -> bool:
-    """The paper's rule, restated independently of the sampler."""
-    return t > (1 - beta) * total + beta * total * j / overlap
-
-
 @torch.no_grad()
 def mix_frames(unet) -> None:
     """Move the temporal layers off identity, as training would, so frames influence each other:
@@ -116,32 +114,61 @@ def mix_frames(unet) -> None:
         parameter.add_(0.05 * torch.randn_like(parameter))
 
 
-def test_vidrd_overlap_frames_follow_the_previous_clip(tiny_video_unet):
-    clip_len, steps = 6, 10
-    config = VidRDConfig(num_clips=3, overlap=2, alpha=4.0, beta=0.4, num_inference_steps=steps)
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def toy_denoiser(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Frame-mixing and timestep-dependent, as in the fixture's note (tests/modeling/fixtures/README.md)."""
+    mixed = 0.6 * latents + 0.3 * latents.roll(1, dims=2) + 0.1 * latents.mean(dim=2, keepdim=True)
+    return torch.tanh(mixed) * (0.5 + float(t) / 2000.0)
+
+
+@pytest.mark.parametrize("steps", [25, 50, 7])
+def test_vidrd_equals_the_official_loop(steps):
+    """Fixture: the official pipeline's loop on the toy denoiser (3 clips of 7 frames, M = 4)."""
+    reference = np.load(FIXTURES / "vidrd_reference.npz")
+    expected = torch.from_numpy(reference[f"video_S{steps}"])
+    whole = VidRDConfig(num_clips=3, overlap=4, alpha=4.0, beta=0.4, num_inference_steps=steps, output="whole_clips")
+    shape = (1, 2, 7, 3, 3)
+    video = vidrd_sample(toy_denoiser, shape, whole, generator=make_generator(0))
+    assert video.shape[2] == 21 == whole.num_frames(7)
+    assert (video - expected).abs().max() < 1e-6
+    # Default: clip 1 whole, then only the frames each later clip adds.
+    new_frames = vidrd_sample(toy_denoiser, shape, replace(whole, output="new_frames"), generator=make_generator(0))
+    kept = torch.cat([expected[:, :, :7], expected[:, :, 11:14], expected[:, :, 18:21]], dim=2)
+    assert new_frames.shape[2] == 13 == replace(whole, output="new_frames").num_frames(7)
+    assert (new_frames - kept).abs().max() < 1e-6
+    guided = [sum(j in staged_guidance_frames(i, 4, 0.4, steps) for i in range(steps)) for j in range(4)]
+    assert guided == reference[f"guided_steps_S{steps}"].tolist()
+
+
+def test_staged_guidance_schedule_at_25_steps():
+    guided = [sum(j in staged_guidance_frames(i, 4, 0.4, 25) for i in range(25)) for j in range(4)]
+    assert guided == [10, 8, 5, 3]
+
+
+def test_vidrd_overlap_frame_j_follows_frame_n_minus_1_minus_j(tiny_video_unet):
+    clip_len, steps, overlap = 6, 10, 2
+    config = VidRDConfig(num_clips=3, overlap=overlap, alpha=4.0, beta=0.4, num_inference_steps=steps)
     cond, uncond = text_pair()
     mix_frames(tiny_video_unet)
-    denoiser = VideoDenoiser(tiny_video_unet, cond, uncond, 4.0)
     trace = VidRDTrace()
     shape = (1, 4, clip_len, 8, 8)
-    video = vidrd_sample(denoiser, shape, config, generator=make_generator(0), trace=trace)
-    assert video.shape[2] == clip_len + 2 * (clip_len - 2) == config.num_frames(clip_len)
-
-    timesteps = [901 - 100 * i for i in range(steps)]  # DDIM "leading", offset 1: 901, 801, ..., 1
-    copied_steps = 0
+    video = vidrd_sample(VideoDenoiser(tiny_video_unet, cond, uncond, 4.0), shape, config,
+                         generator=make_generator(0), trace=trace)
+    assert video.shape[2] == clip_len + 2 * (clip_len - overlap) == config.num_frames(clip_len)
+    copied = 0
     for clip in (1, 2):
-        previous, current = trace.trajectories[clip - 1], trace.trajectories[clip]
-        assert torch.equal(trace.initial_noise[clip][:, :, :2], trace.initial_noise[clip - 1].flip(2)[:, :, :2])
-        for step, t in enumerate(timesteps):
-            for j in range(2):
-                same = torch.equal(current[step][:, :, j], previous[step][:, :, clip_len - 2 + j])
-                assert same == dsg_copies(t, j, 2, 0.4), (clip, step, t, j)
-                copied_steps += same
-        # Output: each later clip contributes its frames after the overlap.
-        start = clip_len + (clip - 1) * (clip_len - 2)
-        assert torch.equal(video[:, :, start : start + clip_len - 2], current[-1][:, :, 2:])
-    assert copied_steps == 2 * (4 + 2)  # j=0 while t > 600 (901..601), j=1 while t > 800 (901, 801)
-    assert torch.equal(video[:, :, :clip_len], trace.trajectories[0][-1])
+        previous, current = trace.step_inputs[clip - 1], trace.step_inputs[clip]
+        for step in range(steps):
+            for j in range(overlap):
+                same = torch.equal(current[step][:, :, j], previous[step][:, :, clip_len - 1 - j])
+                assert same == (step < (overlap - j) * steps * 0.4 / overlap), (clip, step, j)
+                copied += same
+        start = clip_len + (clip - 1) * (clip_len - overlap)
+        assert torch.equal(video[:, :, start : start + clip_len - overlap], trace.clips[clip][:, :, overlap:])
+    assert copied == 2 * (4 + 2)  # j = 0 at steps 0-3, j = 1 at steps 0-1
+    assert torch.equal(video[:, :, :clip_len], trace.clips[0])
 
 
 def test_vidrd_single_clip_is_plain_ddim_and_is_deterministic(tiny_video_unet):
