@@ -1,14 +1,26 @@
 """Recipes that place temporal layers around a diffusers 2D UNet's blocks, per paper.
 
 - ``make_a_video``: identity Conv1d over time after each ResNet conv, temporal
-  attention (zero output projection) after each spatial transformer.
+  attention (zero output projection) after each spatial transformer. The paper gives
+  that attention no position encoding, which would leave it permutation-equivariant
+  (only the convs would know frame order); t2v rotates its queries and keys by frame
+  index (rotary, all channels of each head). Chosen over an added absolute encoding
+  because it encodes frame offsets, which carry over to the other frame counts the
+  cascade runs (16 base frames, 76 after interpolation), adds no parameters, and leaves
+  values untouched, so with the zero output projection the layer is still identity.
 - ``videoldm``: 3D-conv residual block after each ResNet block and temporal attention
   with sinusoidal frame positions after each transformer, each merged by a learned
-  alpha that starts at exactly "all spatial". The temporal layers themselves are left
-  randomly initialised: alpha gates them, and alpha only gets a gradient if they differ
-  from the spatial output.
-- ``lavie``: temporal self-attention with rotary position embedding after each
-  transformer, zero output projection.
+  ``alpha = sigmoid(mix_factor)``. Each temporal branch's last layer starts at zero, so
+  the branch starts equal to the spatial output and the model is the 2D one for any
+  alpha; all of it gets gradients from the first step on.
+- ``lavie``: as LaVie (Vchitect/LaVie, ``base/models/attention.py``): inside every
+  ``BasicTransformerBlock``, after cross-attention and before the feed-forward,
+  ``h + attn_temp(norm_temp(h))`` with the block's own heads, rotary on the first 32
+  channels of each head (interleaved pairs, theta 10000) and a learned T5-style relative
+  position bias (32 buckets, max distance 32). LaVie zeroes only the output weight and
+  keeps a random output bias, so its block starts shifted by a constant; t2v zeroes that
+  bias too, so the inflated model starts as the 2D one. ``modeling.lavie_weights`` maps
+  LaVie's checkpoint names onto these layers.
 """
 
 from __future__ import annotations
@@ -18,12 +30,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from modeling.temporal_layers import (
     AlphaBlend,
+    FeedForwardTemporalAdapter,
     FrameContextSlot,
     TemporalAdapter,
     TemporalAttention,
@@ -58,6 +72,8 @@ class Placement:
     blend: AlphaBlend | None
     # ResNet blocks already run under diffusers' checkpointing; transformers' outputs do not.
     self_checkpoint: bool
+    # True: the layer sits inside the host BasicTransformerBlock, before its feed-forward.
+    before_feed_forward: bool = False
 
 
 def _attention(channels: int, options: InflationOptions, positions: str, zero_init: bool) -> TemporalAttention:
@@ -71,24 +87,29 @@ def _make_a_video(module: nn.Module, options: InflationOptions, norm_groups: int
             Placement(conv, TemporalConv1d(conv.out_channels, options.temporal_kernel), None, False)
             for conv in (module.conv1, module.conv2)
         ]
+    if isinstance(module, BasicTransformerBlock):
+        return []
     channels = module.config.in_channels
-    return [Placement(module, _attention(channels, options, "none", zero_init=True), None, True)]
+    return [Placement(module, _attention(channels, options, "rope", zero_init=True), None, True)]
 
 
 def _videoldm(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
     if isinstance(module, ResnetBlock2D):
         block = TemporalConvBlock(module.out_channels, norm_groups, options.temporal_kernel, options.spatial_kernel)
         return [Placement(module, block, AlphaBlend(), False)]
+    if isinstance(module, BasicTransformerBlock):
+        return []
     channels = module.config.in_channels
-    attention = _attention(channels, options, "sinusoidal", zero_init=False)
+    attention = _attention(channels, options, "sinusoidal", zero_init=True)
     return [Placement(module, attention, AlphaBlend(), True)]
 
 
 def _lavie(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
-    if isinstance(module, ResnetBlock2D):
+    if not isinstance(module, BasicTransformerBlock):
         return []
-    channels = module.config.in_channels
-    return [Placement(module, _attention(channels, options, "rope", zero_init=True), None, True)]
+    channels, num_heads = module.norm3.normalized_shape[0], module.attn1.heads
+    attention = TemporalAttention(channels, num_heads, "rope", zero_init=True, rotary_dim=32, relative_bias=True)
+    return [Placement(module, attention, None, False, before_feed_forward=True)]
 
 
 RECIPES: dict[str, Callable[[nn.Module, InflationOptions, int], list[Placement]]] = {
@@ -111,11 +132,15 @@ def attach_temporal_layers(
     host_names = {module: name for name, module in unet.named_modules()}
     adapters = nn.ModuleDict()
     for module in list(host_names):
-        if not isinstance(module, (ResnetBlock2D, Transformer2DModel)):
+        if not isinstance(module, (ResnetBlock2D, Transformer2DModel, BasicTransformerBlock)):
             continue
         for placement in recipe(module, options, unet.config.norm_num_groups):
-            adapter = TemporalAdapter(placement.layer, frames, placement.blend, placement.self_checkpoint)
-            placement.host.register_forward_hook(adapter.hook)
+            if placement.before_feed_forward:
+                adapter = FeedForwardTemporalAdapter(placement.layer, frames)
+                adapter.attach(placement.host)
+            else:
+                adapter = TemporalAdapter(placement.layer, frames, placement.blend, placement.self_checkpoint)
+                placement.host.register_forward_hook(adapter.hook)
             adapters[host_names[placement.host].replace(".", "-")] = adapter
     return adapters
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -71,31 +72,66 @@ def sinusoidal_positions(num_frames: int, dim: int, device: torch.device, dtype:
 
 @functools.lru_cache(maxsize=64)
 def rotary_tables(
-    num_frames: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    num_frames: int, rotary_dim: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f, head_dim) cos and sign-folded sin tables of :func:`apply_rotary` (cached, read-only)."""
-    angles = _frame_angles(num_frames, head_dim, device)
+    """(f, rotary_dim) cos and sign-folded sin tables of :func:`apply_rotary` (cached, read-only)."""
+    angles = _frame_angles(num_frames, rotary_dim, device)
     with torch.inference_mode(False), torch.no_grad():
-        cos = angles.cos().repeat(1, 2).to(dtype)
-        sin = torch.cat([-angles.sin(), angles.sin()], dim=-1).to(dtype)
+        cos = angles.cos().repeat_interleave(2, dim=-1).to(dtype)
+        sin = torch.stack([-angles.sin(), angles.sin()], dim=-1).flatten(-2).to(dtype)
         return cos, sin
 
 
-def apply_rotary(x: torch.Tensor, frame_dim: int = -2) -> torch.Tensor:
-    """Rotary position embedding over the frame axis of ``x`` (last axis: an even head dim).
+def apply_rotary(x: torch.Tensor, frame_dim: int = -2, rotary_dim: int | None = None) -> torch.Tensor:
+    """Rotary position embedding over the frame axis of ``x``, on the first ``rotary_dim``
+    channels of its last axis (None: all), the others passed through.
 
-    Pairs channel i with i + d/2: ``x * cos + [-x2, x1] * sin``, written with one roll and
-    the sign folded into the cached sin table.
+    rotary-embedding-torch's conventions (LaVie uses them): theta 10000, position = frame
+    index, interleaved pairs (x_2i, x_2i+1) rotated by ``frame * 10000^(-2i / rotary_dim)``.
     """
     frame_dim %= x.ndim
-    num_frames, head_dim = x.shape[frame_dim], x.shape[-1]
-    if head_dim % 2:
-        raise ValueError(f"rotary embedding needs an even head dim, got {head_dim}")
-    cos, sin = rotary_tables(num_frames, head_dim, x.device, x.dtype)
+    num_frames = x.shape[frame_dim]
+    rotary_dim = x.shape[-1] if rotary_dim is None else rotary_dim
+    if rotary_dim % 2 or rotary_dim > x.shape[-1]:
+        raise ValueError(f"rotary embedding needs an even rotary dim <= head dim {x.shape[-1]}, got {rotary_dim}")
+    rotated, passed = x[..., :rotary_dim], x[..., rotary_dim:]
+    cos, sin = rotary_tables(num_frames, rotary_dim, x.device, x.dtype)
     # Tables are (f, d): singleton axes between frames and channels make them broadcast.
     between = (1,) * (x.ndim - frame_dim - 2)
-    cos, sin = cos.view(num_frames, *between, head_dim), sin.view(num_frames, *between, head_dim)
-    return torch.addcmul(x * cos, x.roll(head_dim // 2, dims=-1), sin)
+    cos, sin = cos.view(num_frames, *between, rotary_dim), sin.view(num_frames, *between, rotary_dim)
+    swapped = rearrange(rotated, "... (d two) -> ... d two", two=2).flip(-1).flatten(-2)  # (x1, x0), (x3, x2)...
+    out = torch.addcmul(rotated * cos, swapped, sin)
+    return out if passed.shape[-1] == 0 else torch.cat([out, passed], dim=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def relative_position_buckets(num_frames: int, num_buckets: int, max_distance: int, device: torch.device) -> torch.Tensor:
+    """(f, f) T5-style buckets of ``query frame - key frame``: one half of the buckets per
+    sign, exact below a quarter of ``num_buckets``, log-spaced up to ``max_distance``."""
+    with torch.inference_mode(False), torch.no_grad():
+        frames = torch.arange(num_frames, device=device)
+        offset = frames[:, None] - frames[None, :]
+        half = num_buckets // 2
+        exact = half // 2
+        distance = offset.abs()
+        log_spaced = exact + (
+            torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (half - exact)
+        ).long()
+        far = torch.where(distance < exact, distance, log_spaced.clamp(max=half - 1))
+        return far + half * (offset < 0).long()
+
+
+class RelativePositionBias(nn.Module):
+    """Learned per-head attention bias of the frame offset (LaVie's temporal attention)."""
+
+    def __init__(self, num_heads: int, num_buckets: int = 32, max_distance: int = 32) -> None:
+        super().__init__()
+        self.num_buckets, self.max_distance = num_buckets, max_distance
+        self.relative_attention_bias = nn.Embedding(num_buckets, num_heads)
+
+    def forward(self, num_frames: int, device: torch.device) -> torch.Tensor:
+        buckets = relative_position_buckets(num_frames, self.num_buckets, self.max_distance, device)
+        return rearrange(self.relative_attention_bias(buckets), "i j heads -> heads i j")
 
 
 def temporal_conv(video: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -138,6 +174,9 @@ class TemporalAttention(nn.Module):
     """Self-attention across frames at every pixel (``b c f h w -> (b h w) f c``), residual.
 
     ``zero_init=True`` zeroes the output projections so the layer starts as identity.
+    ``positions="rope"`` rotates queries and keys (:func:`apply_rotary`, the first
+    ``rotary_dim`` channels of each head, None: all); ``relative_bias`` adds a learned
+    T5-style bias of the frame offset to the scores (LaVie).
     """
 
     def __init__(
@@ -147,14 +186,19 @@ class TemporalAttention(nn.Module):
         positions: PositionEncoding = "none",
         zero_init: bool = True,
         ff_mult: int = 0,
+        rotary_dim: int | None = None,
+        relative_bias: bool = False,
     ) -> None:
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"channels {channels} not divisible by num_heads {num_heads}")
-        if positions == "rope" and (channels // num_heads) % 2:
-            raise ValueError(f"rotary positions need an even head dim, got {channels // num_heads}")
+        head_dim = channels // num_heads
+        self.rotary_dim = None if rotary_dim is None else min(rotary_dim, head_dim)
+        if positions == "rope" and (self.rotary_dim or head_dim) % 2:
+            raise ValueError(f"rotary positions need an even head dim, got {self.rotary_dim or head_dim}")
         self.num_heads = num_heads
         self.positions = positions
+        self.relative_bias = RelativePositionBias(num_heads) if relative_bias else None
         self.norm = nn.LayerNorm(channels)
         self.to_qkv = nn.Linear(channels, 3 * channels, bias=False)
         self.to_out = nn.Linear(channels, channels)
@@ -183,10 +227,13 @@ class TemporalAttention(nn.Module):
         # split (not slicing): its backward concatenates instead of zero-filling and adding
         query_key, value = qkv.split((2, 1), dim=2)
         if self.positions == "rope":  # query and key rotated in one pass
-            query_key = apply_rotary(query_key, frame_dim=1)
+            query_key = apply_rotary(query_key, frame_dim=1, rotary_dim=self.rotary_dim)
         query, key = rearrange(query_key, "n f two heads d -> two n heads f d")
         value = rearrange(value, "n f 1 heads d -> n heads f d")
-        attended = F.scaled_dot_product_attention(query, key, value)
+        bias = None
+        if self.relative_bias is not None:
+            bias = self.relative_bias(tokens.shape[1], tokens.device).to(query.dtype)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
         return self.to_out(rearrange(attended, "n heads f d -> n f (heads d)"))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -199,7 +246,11 @@ class TemporalAttention(nn.Module):
 
 
 class TemporalConvBlock(nn.Module):
-    """VideoLDM 3D-conv residual block: (GroupNorm, SiLU, Conv3d) x 2 plus skip."""
+    """VideoLDM 3D-conv residual block: (GroupNorm, SiLU, Conv3d) x 2 plus skip.
+
+    The last conv starts at zero, so the block starts as identity: merged with the spatial
+    path by :class:`AlphaBlend` the invariant then holds for any alpha.
+    """
 
     def __init__(self, channels: int, norm_groups: int, temporal_kernel: int = 3, spatial_kernel: int = 3) -> None:
         super().__init__()
@@ -213,30 +264,33 @@ class TemporalConvBlock(nn.Module):
             nn.SiLU(),
             FrameConv3d(channels, channels, kernel, padding=padding),
         )
+        nn.init.zeros_(self.layers[-1].weight)
+        nn.init.zeros_(self.layers[-1].bias)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return video + self.layers(video)
 
 
 class AlphaBlend(nn.Module):
-    """VideoLDM merge ``alpha * spatial + (1 - alpha) * temporal`` with a learned alpha.
+    """VideoLDM merge ``alpha * spatial + (1 - alpha) * temporal``, ``alpha = sigmoid(mix_factor)``
+    with a learned ``mix_factor`` (diffusers' ``AlphaBlender``, strategy "learned").
 
-    alpha starts at exactly 1 ("all spatial"). It is clamped to [0, 1] in value with a
-    straight-through gradient, so it still learns at the boundary and cannot get stuck
-    above 1 (a plain clamp would zero its gradient there; a sigmoid never reaches 1).
+    A sigmoid has no dead zone: alpha always gets a gradient and so does the temporal branch
+    behind it (a clamp at 1 froze both once alpha drifted above 1). The identity at init comes
+    from the temporal branch starting equal to its input, not from alpha; ``mix_factor``
+    starts at 0.5 as SVD's merge factor in diffusers.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, mix_factor: float = 0.5) -> None:
         super().__init__()
-        self.alpha_raw = nn.Parameter(torch.ones(()))
+        self.mix_factor = nn.Parameter(torch.tensor(mix_factor))
 
     @property
     def alpha(self) -> torch.Tensor:
-        return self.alpha_raw + (self.alpha_raw.clamp(0.0, 1.0) - self.alpha_raw).detach()
+        return torch.sigmoid(self.mix_factor)
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
-        # One fused kernel; at alpha = 1 lerp returns ``spatial`` exactly (it computes
-        # end - (end - start) * (1 - weight) for weights >= 0.5).
+        # One fused kernel: temporal + alpha * (spatial - temporal), exactly ``spatial`` when they are equal.
         return torch.lerp(temporal.to(spatial.dtype), spatial, self.alpha.to(spatial.dtype))
 
 
@@ -255,6 +309,18 @@ def _replace_first_tensor(output: Any, tensor: torch.Tensor) -> Any:
         return (tensor, *output[1:])
     output.sample = tensor
     return output
+
+
+def on_video_rows(run: Callable[[torch.Tensor], torch.Tensor], videos: torch.Tensor, context: FrameContext) -> torch.Tensor:
+    """``run`` on the video rows of ``videos`` (batch first); image rows are copied through
+    untouched (LaVie joint image-video training)."""
+    if context.video_rows is None:
+        return run(videos)
+    if not context.video_rows.any():
+        return videos
+    videos = videos.clone()
+    videos[context.video_rows] = run(videos[context.video_rows])
+    return videos
 
 
 class TemporalAdapter(nn.Module):
@@ -288,16 +354,58 @@ class TemporalAdapter(nn.Module):
         run = self.video_forward
         if self.gradient_checkpointing and self.self_checkpoint and torch.is_grad_enabled():
             run = self._checkpointed
-        if context.video_rows is None:
-            videos = run(videos)
-        elif context.video_rows.any():
-            # Image rows are copied through untouched (LaVie joint image-video training).
-            videos = videos.clone()
-            videos[context.video_rows] = run(videos[context.video_rows])
-        return rearrange(videos, "b c f h w -> (b f) c h w")
+        return rearrange(on_video_rows(run, videos, context), "b c f h w -> (b f) c h w")
 
     def _checkpointed(self, video: torch.Tensor) -> torch.Tensor:
         return self._gradient_checkpointing_func(self.video_forward, video)
 
     def hook(self, module: nn.Module, args: tuple, output: Any) -> Any:
         return _replace_first_tensor(output, self(_first_tensor(output)))
+
+
+class FeedForwardTemporalAdapter(nn.Module):
+    """Temporal attention inside a diffusers ``BasicTransformerBlock``, after cross-attention
+    and before the feed-forward, as LaVie places it: ``h = h + attn(norm(h))`` on the block's
+    residual stream ``(b f) n c``.
+
+    diffusers computes ``h + ff(norm3(h))``; a pre-hook on ``norm3`` hands it
+    ``h' = h + delta`` and a hook on ``ff`` adds ``delta`` to its output, which gives
+    ``h' + ff(norm3(h'))``. The host block runs under diffusers' own checkpointing.
+    """
+
+    def __init__(self, layer: TemporalAttention, frames: FrameContextSlot) -> None:
+        super().__init__()
+        self.layer = layer
+        self.frames = frames
+        self._delta: torch.Tensor | None = None
+
+    def attach(self, block: nn.Module) -> None:
+        if getattr(block, "_chunk_size", None) is not None:
+            raise ValueError("LaVie temporal attention cannot sit in a block with a chunked feed-forward")
+        block.norm3.register_forward_pre_hook(self.before_norm)
+        block.ff.register_forward_hook(self.after_feed_forward)
+
+    def delta(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``attn(norm(h))`` on video rows, zero on image rows."""
+        context = self.frames.get()
+        tokens = rearrange(hidden, "(b f) n c -> b n f c", f=context.num_frames)
+        rows = context.video_rows
+        videos = tokens if rows is None else tokens[rows]
+        delta = torch.zeros_like(tokens) if rows is not None else None
+        if videos.shape[0]:
+            attended = self.layer.attend(rearrange(videos, "b n f c -> (b n) f c"))
+            attended = rearrange(attended, "(b n) f c -> b n f c", n=tokens.shape[1])
+            if delta is None:
+                delta = attended
+            else:
+                delta[rows] = attended
+        return rearrange(delta, "b n f c -> (b f) n c")
+
+    def before_norm(self, module: nn.Module, args: tuple) -> tuple:
+        hidden = args[0]
+        self._delta = self.delta(hidden)
+        return (hidden + self._delta, *args[1:])
+
+    def after_feed_forward(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        delta, self._delta = self._delta, None  # not kept: it holds activations
+        return output + delta

@@ -53,8 +53,8 @@ def test_temporal_layers_do_mix_frames_once_trained(tiny_unet2d, variant):
     with torch.no_grad():
         for name, p in modeling.temporal_parameters(video_unet):
             p.add_(0.2 * torch.randn_like(p))
-            if name.endswith("alpha_raw"):
-                p.fill_(0.5)
+            if name.endswith("mix_factor"):
+                p.fill_(0.0)
         sample = torch.randn(1, 4, 3, 16, 16)
         text = torch.randn(1, 7, 32)
         out = video_unet(sample, 10, text).sample
@@ -84,14 +84,48 @@ def test_inflation_leaves_2d_unet_untouched(tiny_unet2d):
     assert all(torch.equal(before[k], v) for k, v in tiny_unet2d.state_dict().items())
 
 
-def test_videoldm_alpha_starts_all_spatial_and_learns(tiny_unet2d):
-    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+def test_videoldm_is_the_2d_model_for_any_alpha(tiny_unet2d):
+    """The temporal branches start at zero where they join, so alpha does not hold the invariant."""
+    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8).eval()
     blends = [m for m in video_unet.modules() if isinstance(m, AlphaBlend)]
-    assert blends and all(b.alpha.item() == 1.0 for b in blends)
+    assert blends and all(abs(b.alpha.item() - 1 / (1 + math.exp(-0.5))) < 1e-6 for b in blends)
     torch.manual_seed(0)
-    out = video_unet(torch.randn(1, 4, 3, 16, 16), 10, torch.randn(1, 7, 32)).sample
-    out.square().mean().backward()
-    assert any(b.alpha_raw.grad.abs() > 0 for b in blends)
+    with torch.no_grad():
+        for blend in blends:
+            blend.mix_factor.normal_(0, 3)
+        sample, text, timesteps = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 7, 32), torch.tensor([400])
+        diff = (video_unet(sample, timesteps, text).sample - per_frame_2d(tiny_unet2d, sample, timesteps, text)).abs()
+    assert diff.max() < 1e-5
+
+
+def test_videoldm_every_temporal_tensor_learns(tiny_unet2d):
+    """After 1 and after 100 AdamW steps every temporal tensor gets a non-zero gradient (the
+    old clamped alpha left 9 of 12 branches without one), and a fresh model keeps the invariant."""
+    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+    modeling.apply_freeze_policy(video_unet, "spatial_frozen")
+    trainable = [(n, p) for n, p in video_unet.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([p for _, p in trainable], lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    sample, text = torch.randn(1, 4, 3, 8, 8, generator=generator), torch.randn(1, 7, 32, generator=generator)
+    target = torch.randn(1, 4, 3, 8, 8, generator=generator)
+
+    def dead_after_backward() -> list[str]:
+        optimizer.zero_grad()
+        out = video_unet(sample, torch.tensor([300]), text, fps=torch.tensor([8.0])).sample
+        (out - target).square().mean().backward()
+        return [n for n, p in trainable if p.grad is None or not p.grad.abs().max() > 0]
+
+    for updates in range(1, 101):
+        dead_after_backward()
+        optimizer.step()
+        if updates in (1, 100):
+            dead = dead_after_backward()
+            assert not dead, f"after {updates} steps: no gradient for {dead}"
+    fresh = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8).eval()
+    with torch.no_grad():
+        sample16, timesteps = torch.randn(1, 4, 3, 16, 16), torch.tensor([10])
+        diff = (fresh(sample16, timesteps, text).sample - per_frame_2d(tiny_unet2d, sample16, timesteps, text)).abs()
+    assert diff.max() < 1e-5
 
 
 def test_unknown_variant_is_rejected(tiny_unet2d):
@@ -121,11 +155,13 @@ def test_rotary_rotates_pairs_and_encodes_relative_frames():
     rotated = apply_rotary(query)
     assert torch.allclose(rotated[..., 0, :], query[..., 0, :])  # frame 0: no rotation
     assert torch.allclose(rotated.norm(dim=-1), query.norm(dim=-1), atol=1e-5)
-    # Frame f rotates the pair (x_i, x_{i+d/2}) by f * 10000^(-i / (d/2)).
+    # Frame f rotates the interleaved pair (x_2i, x_2i+1) by f * 10000^(-2i / d).
     angle = 3 * 10000.0 ** (-1 / 4)
-    x, y = query[..., 3, 1], query[..., 3, 5]
-    assert torch.allclose(rotated[..., 3, 1], x * math.cos(angle) - y * math.sin(angle), atol=1e-5)
-    assert torch.allclose(rotated[..., 3, 5], y * math.cos(angle) + x * math.sin(angle), atol=1e-5)
+    x, y = query[..., 3, 2], query[..., 3, 3]
+    assert torch.allclose(rotated[..., 3, 2], x * math.cos(angle) - y * math.sin(angle), atol=1e-5)
+    assert torch.allclose(rotated[..., 3, 3], y * math.cos(angle) + x * math.sin(angle), atol=1e-5)
+    partial = apply_rotary(query, rotary_dim=4)  # only the first 4 channels turn
+    assert torch.equal(partial[..., 4:], query[..., 4:]) and torch.equal(partial[..., :4], apply_rotary(query[..., :4]))
     # Scores depend on the frame offset only: shifting both sequences keeps them.
     scores = apply_rotary(query) @ apply_rotary(key).transpose(-1, -2)
     shifted = apply_rotary(torch.cat([query[..., :1, :], query], dim=-2))[..., 1:, :]
@@ -147,10 +183,14 @@ def test_position_tables_made_while_sampling_train_later():
     assert video.grad is not None
 
 
-def test_alpha_blend_is_exact_at_one_and_mixes_below():
-    blend = AlphaBlend()
-    spatial, temporal = torch.randn(4, 5) * 1e3, torch.randn(4, 5)
-    assert torch.equal(blend(spatial, temporal), spatial)
-    with torch.no_grad():
-        blend.alpha_raw.fill_(0.25)
-    assert torch.allclose(blend(spatial, temporal), 0.25 * spatial + 0.75 * temporal, atol=1e-3)
+def test_alpha_blend_equals_diffusers_alpha_blender():
+    from diffusers.models.resnet import AlphaBlender
+
+    blend, reference = AlphaBlend(), AlphaBlender(alpha=0.5, merge_strategy="learned")
+    spatial, temporal = torch.randn(2, 4, 3, 5, 5), torch.randn(2, 4, 3, 5, 5)
+    for mix_factor in (0.5, -2.0, 7.0):
+        with torch.no_grad():
+            blend.mix_factor.fill_(mix_factor)
+            reference.mix_factor.fill_(mix_factor)
+        assert (blend(spatial, temporal) - reference(spatial, temporal)).abs().max() < 1e-6
+    assert torch.equal(blend(spatial, spatial.clone()), spatial)

@@ -17,8 +17,8 @@ def perturb_temporal(video_unet, seed: int = 0) -> None:
     with torch.no_grad():
         for name, p in modeling.temporal_parameters(video_unet):
             p.add_(0.2 * torch.randn_like(p))
-            if name.endswith("alpha_raw"):
-                p.fill_(0.5)
+            if name.endswith("mix_factor"):
+                p.fill_(0.0)
 
 
 def test_forward_contract(tiny_video_unet):

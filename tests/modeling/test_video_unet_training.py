@@ -21,8 +21,6 @@ def loss_of(video_unet, seed: int = 0) -> torch.Tensor:
 def test_gradients_only_on_trainable_parameters(tiny_unet2d, policy):
     video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
     modeling.apply_freeze_policy(video_unet, policy)
-    for blend_param in (p for n, p in video_unet.named_parameters() if n.endswith("alpha_raw")):
-        blend_param.data.fill_(0.5)  # let gradient reach the temporal layers behind alpha
     loss_of(video_unet).backward()
     temporal = {n for n, _ in modeling.temporal_parameters(video_unet)}
     attention = {n for n, _ in spatial_transformer_parameters(video_unet)}
@@ -47,15 +45,17 @@ def test_also_train_prefix(tiny_video_unet):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_gradient_checkpointing_gives_same_gradients(tiny_unet2d, variant):
     video_unet = modeling.inflate(tiny_unet2d, variant, head_dim=8)
-    with torch.no_grad():
-        for p in (p for n, p in video_unet.named_parameters() if n.endswith("alpha_raw")):
-            p.fill_(0.5)
+    with torch.no_grad():  # off the zero init, so every temporal layer gets a gradient to compare
+        torch.manual_seed(1)
+        for _, p in modeling.temporal_parameters(video_unet):
+            p.add_(0.05 * torch.randn_like(p))
     loss_of(video_unet).backward()
     plain = {n: p.grad.clone() for n, p in video_unet.named_parameters() if p.grad is not None}
     video_unet.zero_grad(set_to_none=True)
     video_unet.enable_gradient_checkpointing()
     adapters = [m for m in video_unet.modules() if isinstance(m, TemporalAdapter)]
-    assert adapters and all(a.gradient_checkpointing for a in adapters)
+    # LaVie's layers sit inside the transformer blocks, which diffusers checkpoints itself.
+    assert (adapters or variant == "lavie") and all(a.gradient_checkpointing for a in adapters)
     loss_of(video_unet).backward()
     for name, grad in plain.items():
         torch.testing.assert_close(dict(video_unet.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
