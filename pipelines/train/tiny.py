@@ -51,7 +51,7 @@ def _write_tokenizer(directory: Path) -> CLIPTokenizer:
     return tokenizer
 
 
-def _text_encoder(vocab_size: int) -> CLIPTextModel:
+def _text_encoder(vocab_size: int, bos_token_id: int = 0, eos_token_id: int = 1) -> CLIPTextModel:
     config = CLIPTextConfig(
         vocab_size=vocab_size,
         hidden_size=HIDDEN,
@@ -59,9 +59,9 @@ def _text_encoder(vocab_size: int) -> CLIPTextModel:
         num_hidden_layers=1,
         num_attention_heads=4,
         max_position_embeddings=MAX_TOKENS,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,  # CLIP pads with its end token
     )
     return CLIPTextModel(config)
 

@@ -1,0 +1,157 @@
+"""The pretrained text-to-image model every paper starts from, trained here since none can be
+downloaded: a small 2D ``UNet2DConditionModel``, the small VAE it works in and a small CLIP text
+encoder with CLIP's real BPE tokenizer, trained on image-caption pairs and saved as a Stable
+Diffusion-layout folder that ``train.pretrained`` loads like any SD folder.
+
+Two phases, read top to bottom: the VAE learns to reconstruct the images (MSE plus a small KL),
+then, with the VAE frozen and its latents scaled to unit variance as SD's are, the UNet and text
+encoder learn SD's epsilon objective with caption dropout for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from einops import rearrange
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from modeling.samplers.ddim import LATENT_DDIM_CONFIG
+from pipelines.train.tiny import MAX_TOKENS, _image_encoder, _text_encoder, _unet, _vae
+
+CLIP_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses, as in CLIP's simple_tokenizer
+
+
+class T2IConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: int = Field(32, ge=8, description="side of the square training images; latents are half of it")
+    vae_steps: int = Field(150, ge=1)
+    unet_steps: int = Field(400, ge=1)
+    batch_size: int = Field(16, ge=1)
+    vae_lr: float = Field(2e-3, gt=0)
+    unet_lr: float = Field(1e-3, gt=0)
+    kl_weight: float = Field(1e-6, ge=0, description="SD's VAE keeps the KL term small")
+    caption_dropout: float = Field(0.1, ge=0, le=1, description="empty captions for classifier-free guidance")
+    seed: int = 0
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 byte symbols of byte-level BPE in CLIP's order: printable bytes as themselves, the
+    rest mapped to code points from 256 up."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(others))]
+
+
+def write_clip_tokenizer(directory: str | Path, max_length: int = MAX_TOKENS) -> CLIPTokenizer:
+    """CLIP's real tokenizer, rebuilt from the BPE merges open_clip ships (same order as CLIP's vocab)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the CLIP tokenizer is built from open_clip's BPE list: pip install open_clip_torch")
+    with gzip.open(Path(spec.origin).parent / "bpe_simple_vocab_16e6.txt.gz", "rt", encoding="utf-8") as handle:
+        merges = handle.read().split("\n")[1 : CLIP_MERGES + 1]
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer(vocab=str(directory / "vocab.json"), merges=str(directory / "merges.txt"),
+                              model_max_length=max_length)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def _batches(count: int, batch_size: int, steps: int, rng: np.random.Generator):
+    """Row indices of each step: a fresh permutation per epoch."""
+    order: list[int] = []
+    for _ in range(steps):
+        while len(order) < batch_size:
+            order += rng.permutation(count).tolist()
+        yield order[:batch_size]
+        del order[:batch_size]
+
+
+def train_t2i(images: np.ndarray, captions: Sequence[str], directory: str | Path, config: T2IConfig | None = None,
+              progress: Callable[[str, int, float], None] | None = None) -> Path:
+    """Train on uint8 ``(n, size, size, 3)`` images and their captions; save the SD folder under
+    ``directory``. ``progress(phase, step, loss)`` is called after every step."""
+    config = config or T2IConfig()
+    if images.ndim != 4 or images.shape[1:] != (config.size, config.size, 3):
+        raise ValueError(f"t2i trains on (n, {config.size}, {config.size}, 3) images, got {images.shape}")
+    if len(images) != len(captions):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    directory = Path(directory)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pixels = rearrange(torch.tensor(images, dtype=torch.float32) / 127.5 - 1, "n h w c -> n c h w").to(device)
+
+    tokenizer = write_clip_tokenizer(directory / "tokenizer")
+    vae = _vae().to(device)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
+    for step, rows in enumerate(_batches(len(pixels), config.batch_size, config.vae_steps, rng)):
+        posterior = vae.encode(pixels[rows]).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(reconstruction, pixels[rows]) + config.kl_weight * posterior.kl().mean()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if progress:
+            progress("vae", step, loss.item())
+    vae.requires_grad_(False).eval()
+    with torch.no_grad():
+        posterior = vae.encode(pixels).latent_dist
+    # SD scales posterior samples to unit variance (0.18215 for its VAE); this VAE gets its own factor
+    vae.register_to_config(scaling_factor=float(1 / posterior.sample().std()))
+    scale = vae.config.scaling_factor
+
+    text_encoder = _text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    unet = _unet().to(device)
+    scheduler = DDPMScheduler.from_config(LATENT_DDIM_CONFIG)
+    ids = tokenizer(list(captions) + [""], padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(device)
+    empty = len(captions)
+    optimiser = torch.optim.AdamW([*unet.parameters(), *text_encoder.parameters()], lr=config.unet_lr)
+    for step, rows in enumerate(_batches(len(pixels), config.batch_size, config.unet_steps, rng)):
+        latents = (posterior.mean[rows] + posterior.std[rows] * torch.randn_like(posterior.std[rows])) * scale
+        dropped = rng.random(len(rows)) < config.caption_dropout
+        text = text_encoder(ids[[empty if d else r for r, d in zip(rows, dropped)]]).last_hidden_state
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), device=device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        loss = F.mse_loss(unet(noisy, timesteps, encoder_hidden_states=text).sample, noise)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if progress:
+            progress("unet", step, loss.item())
+    return save_sd_folder(directory, unet=unet, vae=vae, text_encoder=text_encoder, scheduler=scheduler)
+
+
+def save_sd_folder(directory: Path, **parts) -> Path:
+    """``unet/``, ``vae/``, ``text_encoder/``, ``scheduler/`` (the tokenizer is already there), an
+    ``image_encoder/`` for Make-A-Video's image conditioning (untrained: no image-text pairs teach
+    it here), and ``model_index.json``."""
+    parts["image_encoder"] = _image_encoder()
+    for name, part in parts.items():
+        kwargs = {} if name == "scheduler" else {"safe_serialization": True}
+        part.save_pretrained(directory / name, **kwargs)
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.35.0",
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "DDPMScheduler"], "safety_checker": [None, None],
+             "feature_extractor": [None, None], "image_encoder": ["transformers", "CLIPVisionModelWithProjection"]}
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+    return directory
