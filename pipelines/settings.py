@@ -19,13 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipelines.curate.config import CurateConfig
 from pipelines.rate.config import RateSettings
 from pipelines.train.config import TrainConfig
+from storage.errors import T2VError
 from storage.location import StorageLocation
 
 DEFAULT_CONFIG_FILE = "t2v.yaml"
 SUPPORTED_SCHEMES = ("file", "s3")
 
 
-class SettingsError(ValueError):
+class SettingsError(T2VError, ValueError):
     """A setting has a wrong value; the message is one line naming the key."""
 
 

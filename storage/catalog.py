@@ -25,13 +25,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from storage.errors import T2VError
 from storage.location import StorageLocation, read_bytes, write_atomic
 from storage.schemas import schema_for
 
 _ROW_INDEX = "__row_index"
 
 
-class CatalogError(Exception):
+class CatalogError(T2VError):
     pass
 
 

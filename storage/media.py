@@ -15,13 +15,15 @@ from typing import BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 
+from storage.errors import T2VError
+
 Source = Union[str, os.PathLike, bytes]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
-class MediaError(Exception):
+class MediaError(T2VError):
     """A media file could not be read or written."""
 
     def __init__(self, path: object, reason: str):

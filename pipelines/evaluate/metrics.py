@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from storage.errors import T2VError
+
 ArrayLike = np.ndarray
 
 
-class RankDeficientError(ValueError):
+class RankDeficientError(T2VError, ValueError):
     """A covariance matrix is singular, so the Frechet distance is not well estimated."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipelines.ucf101 import UCF101_CLASSES, ucf101_prompt
+from storage.errors import T2VError
 
 PromptSetKind = Literal["ucf101", "msrvtt", "prompts"]
 # Keys that hold the text in caption files: MSR-VTT's JSON uses "caption", others "text"/"prompt".
 _TEXT_KEYS = ("caption", "prompt", "text", "sentence")
 
 
-class PromptFileError(ValueError):
+class PromptFileError(T2VError, ValueError):
     """A prompt or caption file is missing, empty or has no recognisable text field."""
 
 

@@ -28,7 +28,7 @@ InputRange = Literal["uint8", "signed_unit"]
 _SIGNED_UNIT_SLACK = 1e-2
 
 
-class ValueRangeError(ValueError):
+class ValueRangeError(T2VError, ValueError):
     """A video's dtype or values do not match the declared input range."""
 
 

@@ -19,6 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from storage.errors import T2VError
 from storage.media import media_kind
 
 MANIFEST_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json"}
@@ -26,7 +27,7 @@ PATH_COLUMNS = ("path", "file", "filepath", "video", "image", "video_path", "ima
 CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
 
 
-class SourceError(ValueError):
+class SourceError(T2VError, ValueError):
     """A SOURCE argument cannot be used at all (the whole run stops with this message)."""
 
 

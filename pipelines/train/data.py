@@ -21,13 +21,14 @@ from PIL import Image
 from pipelines.train.config import DataConfig
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
+from storage.errors import T2VError
 from storage.location import StorageLocation
 from storage.media import probe_image, read_frames, read_image
 
 ROW_FIELDS = ("id", "blob", "fps", "num_frames", "width", "height", "caption")
 
 
-class TrainDataError(ValueError):
+class TrainDataError(T2VError, ValueError):
     pass
 
 
