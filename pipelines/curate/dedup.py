@@ -17,10 +17,7 @@ import cv2
 import numpy as np
 
 from pipelines.curate.config import DedupConfig
-from pipelines.curate.frames import batch_length, iter_frame_stacks
 
-HASH_COLUMN = "phash"
-EMBEDDING_COLUMN = "clip_embedding"
 _BITS = 1 << np.arange(64, dtype=np.uint64)
 
 
@@ -120,38 +117,3 @@ def select_unique(
         kept_rows += [features[members[p]] for p in block_kept]
         kept_names += [ids[members[p]] for p in block_kept]
     return DedupResult(keep=keep, duplicate_of=duplicate_of)
-
-
-class DedupFeatures:
-    """Ray Data stage: keyframes -> ``phash`` (n, k) uint64, plus ``clip_embedding`` when the CLIP
-    method is configured with weights (the mean keyframe embedding, re-normalised)."""
-
-    name = "dedup"
-
-    def __init__(self, config: DedupConfig | dict | None = None):
-        self.config = DedupConfig.model_validate(config or {})
-        self.hash_method = self.config.method if self.config.method in HASHES else "phash"
-        self.embedder = None
-        if self.config.method == "clip" and self._clip_configured():
-            from modeling.scorers import ClipImageEmbedder
-
-            self.embedder = ClipImageEmbedder(self.config.clip_model, self.config.clip_model_path)
-
-    def _clip_configured(self) -> bool:
-        return self.config.clip_model_path is not None or self.config.clip_model.startswith("local-dir:")
-
-    @property
-    def skipped_reason(self) -> str | None:
-        if self.config.method == "clip" and self.embedder is None:
-            return "CLIP dedup skipped: no CLIP weights configured (dedup.clip_model_path); perceptual hash used"
-        return None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        stacks = list(iter_frame_stacks(batch))
-        out = {**batch, HASH_COLUMN: np.stack([hash_frames(s, self.config.num_keyframes, self.hash_method) for s in stacks]).reshape(batch_length(batch), -1)}
-        if self.embedder is not None:
-            counts = np.cumsum([0] + [len(s) for s in stacks])
-            embeddings = self.embedder(np.concatenate(stacks))
-            means = np.stack([embeddings[a:b].mean(axis=0) for a, b in zip(counts[:-1], counts[1:])])
-            out[EMBEDDING_COLUMN] = means / np.linalg.norm(means, axis=1, keepdims=True)
-        return out

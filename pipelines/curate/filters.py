@@ -15,7 +15,6 @@ import numpy as np
 
 from pipelines.curate.config import (
     AestheticConfig,
-    CurateConfig,
     NSFWConfig,
     SizeConfig,
     StageConfig,
@@ -92,15 +91,6 @@ RULES: dict[str, Callable[[Mapping[str, Any], Any], Decision]] = {
     "watermark": decide_watermark,
     "aesthetic": decide_aesthetic,
 }
-
-
-def decide(row: Mapping[str, Any], config: CurateConfig, stages: tuple[str, ...] = tuple(RULES)) -> Decision:
-    """First failing rule among ``stages`` -> ``(False, reason)``; ``(True, None)`` if all pass."""
-    for stage in stages:
-        keep, reason = RULES[stage](row, getattr(config, stage))
-        if not keep:
-            return False, reason
-    return True, None
 
 
 # --- model stages ---------------------------------------------------------------------------------
@@ -342,21 +332,3 @@ def _max_per_row(values: list[float], counts: list[int], empty: float = math.nan
         out.append(float(max(chunk)) if chunk else empty)
         start += count
     return out
-
-
-class SizeFilter:
-    """Size / duration / aspect-ratio rule on metadata columns ``width``, ``height``, ``duration``
-    (NaN for images); writes ``aspect_ratio``. No model, so never skipped."""
-
-    name = "size"
-    skipped_reason = None
-
-    def __init__(self, config: SizeConfig | dict | None = None):
-        self.config = SizeConfig.model_validate(config or {})
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        width, height = np.asarray(batch["width"], dtype=np.float64), np.asarray(batch["height"], dtype=np.float64)
-        return {**batch, "aspect_ratio": np.maximum(width, height) / np.maximum(np.minimum(width, height), 1)}
-
-    def decide(self, row: Mapping[str, Any]) -> Decision:
-        return decide_size(row, self.config)

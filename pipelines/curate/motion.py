@@ -14,11 +14,7 @@ import cv2
 import numpy as np
 
 from pipelines.curate.config import MotionConfig
-from pipelines.curate.frames import batch_length
 from storage.media import resample_indices
-
-SCORE = "motion_score"
-
 
 def _small_gray(frames: Sequence[np.ndarray], short_side: int) -> np.ndarray:
     height, width = frames[0].shape[:2]
@@ -60,24 +56,3 @@ def decide(score: float, config: MotionConfig) -> tuple[bool, str | None]:
     if score > config.max_score:
         return False, "jittery"
     return True, None
-
-
-class MotionScorer:
-    """Ray Data stage: reads ``frames`` (per-row uint8 clip frames) and ``fps``, writes ``motion_score``."""
-
-    name = "motion"
-
-    def __init__(self, config: MotionConfig | dict | None = None, frames_column: str = "frames"):
-        self.config = MotionConfig.model_validate(config or {})
-        self.frames_column = frames_column
-
-    @property
-    def skipped_reason(self) -> str | None:
-        return None
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        scores = [motion_score(np.asarray(frames), float(fps), self.config) for frames, fps in zip(batch[self.frames_column], batch["fps"])]
-        return {**batch, SCORE: np.asarray(scores, dtype=np.float64).reshape(batch_length(batch))}
-
-    def decide(self, row: dict) -> tuple[bool, str | None]:
-        return decide(float(row[SCORE]), self.config)

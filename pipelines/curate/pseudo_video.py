@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 
 from pipelines.curate.config import PseudoVideoConfig
-from pipelines.curate.frames import batch_length, stable_seed
 
 
 def _ease(t: np.ndarray) -> np.ndarray:
@@ -68,23 +67,3 @@ def pseudo_video(image: np.ndarray, config: PseudoVideoConfig, seed: int) -> np.
     """uint8 RGB image ``(h, w, 3)`` -> clip ``(num_frames, out_h, out_w, 3)``; same seed, same clip."""
     boxes = camera_path((image.shape[1], image.shape[0]), config, np.random.default_rng(seed))
     return render_path(image, boxes, config.size)
-
-
-class PseudoVideoMaker:
-    """Ray Data stage: ``image`` column (per-row uint8 ``(h, w, 3)``) -> ``frames`` and ``fps``.
-
-    The seed comes from ``config.seed`` and the row ``id``, so reruns make identical clips; other
-    columns (caption included) pass through. The caller marks these rows ``pseudo = true``.
-    """
-
-    name = "pseudo_video"
-    skipped_reason = None
-
-    def __init__(self, config: PseudoVideoConfig | dict | None = None):
-        self.config = PseudoVideoConfig.model_validate(config or {})
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = batch_length(batch)
-        ids = batch["id"] if "id" in batch else range(n)
-        clips = [pseudo_video(np.asarray(image), self.config, stable_seed(self.config.seed, row_id)) for image, row_id in zip(batch["image"], ids)]
-        return {**batch, "frames": np.stack(clips), "fps": np.full(n, self.config.fps)}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipelines.curate.config import DedupConfig
-from pipelines.curate.dedup import DedupFeatures, dhash, hamming, hash_frames, phash, select_unique
+from pipelines.curate.dedup import dhash, hamming, hash_frames, phash, select_unique
 from storage.media import read_image
 
 
@@ -66,14 +66,3 @@ def test_cosine_mode_on_embeddings():
     result = select_unique(["x", "y", "z"], e, DedupConfig(method="clip", min_cosine=0.95))
     assert list(result.keep) == [True, False, True]
 
-
-def test_stage_hashes_keyframes_and_embeds_with_clip(images, tiny_clip_dir):
-    clip = np.stack([images["coffee"][:300, :400], images["chelsea"][:300, :400]])
-    stage = DedupFeatures({"num_keyframes": 3})
-    out = stage({"keyframes": clip[None]})
-    assert out["phash"].shape == (1, 3) and out["phash"].dtype == np.uint64
-    assert stage.skipped_reason is None
-    assert "no CLIP weights" in DedupFeatures({"method": "clip"}).skipped_reason
-    with_clip = DedupFeatures({"method": "clip", "clip_model": f"local-dir:{tiny_clip_dir}"})
-    embedded = with_clip({"keyframes": clip[None]})["clip_embedding"]
-    assert embedded.shape == (1, 768) and np.linalg.norm(embedded) == pytest.approx(1.0, rel=1e-5)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipelines.curate.config import MotionConfig
-from pipelines.curate.motion import MotionScorer, decide, motion_score
+from pipelines.curate.motion import decide, motion_score
 from storage.media import read_frames, write_mp4
 
 
@@ -48,10 +48,7 @@ def test_score_does_not_depend_on_source_fps():
     assert motion_score(fast, 25, config) == pytest.approx(motion_score(slow, 5, config), rel=1e-6)
 
 
-def test_stage_writes_scores(static_clip):
-    stage = MotionScorer()
-    clips = np.empty(2, dtype=object)
-    clips[:] = [static_clip, _panning()]
-    out = stage({"frames": clips, "fps": np.array([25.0, 25.0])})
-    assert out["motion_score"].shape == (2,)
-    assert [stage.decide({"motion_score": s})[0] for s in out["motion_score"]] == [False, True]
+def test_static_clip_is_dropped_and_panning_kept(static_clip):
+    config = MotionConfig()
+    scores = [motion_score(clip, 25.0, config) for clip in (static_clip, _panning())]
+    assert [decide(s, config) for s in scores] == [(False, "static"), (True, None)]

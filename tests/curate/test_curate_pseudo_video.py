@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipelines.curate.config import PseudoVideoConfig
-from pipelines.curate.pseudo_video import PseudoVideoMaker, camera_path, pseudo_video
+from pipelines.curate.pseudo_video import camera_path, pseudo_video
 
 CONFIG = PseudoVideoConfig(num_frames=12, fps=8, size=(64, 48), zoom_range=(1.0, 1.5), pan_speed=0.3)
 
@@ -41,10 +41,3 @@ def test_real_photo_clip_is_deterministic_and_animated(photo):
     np.testing.assert_array_equal(a, b)
     assert np.abs(a[0].astype(int) - a[-1].astype(int)).mean() > 1.0
     assert not np.array_equal(a, pseudo_video(photo, CONFIG, seed=2))
-
-
-def test_stage_keeps_columns():
-    images = np.random.default_rng(0).integers(0, 256, (2, 60, 80, 3), dtype=np.uint8)
-    out = PseudoVideoMaker(CONFIG)({"id": np.array(["x", "y"]), "image": images, "caption": np.array(["a cat", "a dog"], dtype=object)})
-    assert out["frames"].shape == (2, 12, 48, 64, 3)
-    assert list(out["caption"]) == ["a cat", "a dog"] and (out["fps"] == 8).all()
