@@ -194,3 +194,19 @@ def test_alpha_blend_equals_diffusers_alpha_blender():
             reference.mix_factor.fill_(mix_factor)
         assert (blend(spatial, temporal) - reference(spatial, temporal)).abs().max() < 1e-6
     assert torch.equal(blend(spatial, spatial.clone()), spatial)
+
+
+def test_make_a_video_attention_knows_frame_order(tiny_unet2d):
+    """Rotary frame positions: off its zero init, reversing the frames no longer just reverses
+    the output (a position-free attention is permutation-equivariant)."""
+    video_unet = modeling.inflate(tiny_unet2d, "make_a_video", head_dim=8)
+    layer = next(m for m in video_unet.modules() if isinstance(m, TemporalAttention))
+    assert layer.positions == "rope" and layer.rotary_dim is None
+    torch.manual_seed(0)
+    with torch.no_grad():
+        layer.to_out.weight.normal_()
+        video = torch.randn(1, layer.to_out.in_features, 5, 2, 2)
+        gap = (layer(video.flip(2)) - layer(video).flip(2)).abs().max()
+        layer.positions = "none"
+        assert (layer(video.flip(2)) - layer(video).flip(2)).abs().max() < 1e-5
+    assert gap > 1e-3
