@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 # No network at run time: Prefect's server would otherwise try to send telemetry.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -16,9 +18,23 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from flows.console import console, fail, print_rows, print_table
-from pipelines.settings import Settings, SettingsError, load_settings
+from pipelines.settings import Settings, load_settings
+from storage.errors import T2VError
+
+class _OneLineErrors(TyperGroup):
+    """Prints t2v's own errors (bad input, bad config) in one line with exit code 2; any other
+    exception is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except T2VError as exc:
+            fail(str(exc))
+            raise typer.Exit(2) from None
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="t2v",
     help="Turn a text-to-image diffusion model into a text-to-video system: curate data, train, evaluate.",
     no_args_is_help=True,
@@ -40,11 +56,7 @@ def _settings(config: Path | None, root: str | None, **overrides: Any) -> Settin
     merged: dict[str, Any] = {key: value for key, value in overrides.items() if value}
     if root:
         merged.setdefault("storage", {})["root"] = root
-    try:
-        return load_settings(config, merged)
-    except SettingsError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    return load_settings(config, merged)
 
 
 @app.command()
@@ -58,15 +70,10 @@ def ingest(
 ) -> None:
     """Find videos and images, probe them, and write the [bold]samples[/bold] table."""
     from flows.ingest import ingest_flow
-    from pipelines.ingest import SourceError
 
     overrides = {"sources": {"roots": source_root}} if source_root else {}
     settings = _settings(config, root, **overrides)
-    try:
-        summary = ingest_flow(sources=sources, settings=settings)
-    except SourceError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    summary = ingest_flow(sources=sources, settings=settings)
     print_table(f"ingest {summary.run_id}", summary.rows())
 
 
@@ -112,13 +119,9 @@ def train(
     from pipelines.train.job import make_job
 
     settings = _settings(config, root)
-    try:
-        for name in stages_for(stage, settings):
-            make_job(settings, name)  # settings errors stop here, before Ray starts
-        summary = train_flow(settings=settings, stage=stage)
-    except ValueError as exc:  # bad settings, no clips to train on
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    for name in stages_for(stage, settings):
+        make_job(settings, name)  # settings errors stop here, before Ray starts
+    summary = train_flow(settings=settings, stage=stage)
     print_table(f"train {settings.train.name}", summary.rows())
     if summary.cascade:
         console.print(f"cascade: [bold]{summary.cascade}[/bold]")
@@ -145,11 +148,7 @@ def _generation(frames: int | None, size: int | None, steps: int | None, guidanc
 def _job_config(model: type, spec: Path | None, **values: Any) -> Any:
     from pipelines.settings import load_job_config
 
-    try:
-        return load_job_config(model, spec, values)
-    except SettingsError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    return load_job_config(model, spec, values)
 
 
 @app.command()
@@ -182,11 +181,7 @@ def generate(
         generation=_generation(frames, size, steps, guidance, seed), long_video={"num_clips": long_clips},
         num_workers=workers,
     )
-    try:
-        summary = generate_flow(settings=settings, config=job, out=out)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    summary = generate_flow(settings=settings, config=job, out=out)
     print_table(f"generate {job.run}", summary.table())
     for path in summary.files:
         console.print(str(path))
@@ -220,7 +215,6 @@ def evaluate(
     """Generate clips for a prompt set, measure FVD / IS / CLIPSIM, and write the report."""
     from flows.evaluate import evaluate_flow
     from pipelines.evaluate.job import EvalConfig
-    from pipelines.evaluate.prompts import PromptFileError
 
     settings = _settings(config, root)
     eval_config = _job_config(
@@ -228,11 +222,7 @@ def evaluate(
         cascade=str(cascade) if cascade else None, limit=limit, samples_per_prompt=samples_per_prompt,
         generation=_generation(frames, size, steps, guidance, seed), num_workers=workers, allow_singular=allow_singular,
     )
-    try:
-        summary, paths = evaluate_flow(settings=settings, config=eval_config)
-    except (FileNotFoundError, PromptFileError, ValueError) as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    summary, paths = evaluate_flow(settings=settings, config=eval_config)
     print_table(f"evaluate {eval_config.run} ({eval_config.prompt_set})", summary.rows())
     if paths is not None:
         console.print(f"report: {paths.html}")
@@ -248,11 +238,7 @@ def report(
     from flows.evaluate import report_flow
 
     settings = _settings(config, root)
-    try:
-        paths = report_flow(settings=settings, runs=runs)
-    except ValueError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    paths = report_flow(settings=settings, runs=runs)
     console.print(f"report: {paths.html}\nmarkdown: {paths.markdown}\njson: {paths.json}")
 
 
@@ -275,20 +261,16 @@ def rate(
     import uuid
 
     from flows.rate import generate_missing
-    from pipelines.evaluate.prompts import PromptFileError, read_prompt_file
+    from pipelines.evaluate.prompts import read_prompt_file
     from pipelines.rate.app import serve as serve_page
-    from pipelines.rate.pairs import RatingError, build_pairs
+    from pipelines.rate.pairs import build_pairs
     from storage.catalog import Catalog
 
     settings = _settings(config, root, rate={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
-    try:
-        texts = [p.text for p in read_prompt_file(prompts)] if prompts else None
-        if texts:
-            generate_missing(settings, runs, texts)
-        pairs = build_pairs(Catalog(settings.location()), runs, texts)
-    except (PromptFileError, RatingError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    texts = [p.text for p in read_prompt_file(prompts)] if prompts else None
+    if texts:
+        generate_missing(settings, runs, texts)
+    pairs = build_pairs(Catalog(settings.location()), runs, texts)
     rate_settings = settings.rate
     url = f"http://{rate_settings.host}:{rate_settings.port}/" + ("?token=<rate.token>" if rate_settings.token else "")
     console.print(f"rating {runs[0]} vs {runs[1]}: {len(pairs)} pairs at [bold]{url}[/bold] (Ctrl-C to stop)")
@@ -399,11 +381,7 @@ def serve(
     from flows.serve import deployments, prefect_api
 
     settings = _settings(config, root)
-    try:
-        served = deployments(settings)
-    except (SettingsError, ValueError) as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    served = deployments(settings)
     if not served:
         fail("nothing to serve: set schedules.curate, schedules.train, schedules.evaluate or schedules.ratings "
              "(or schedules.new_samples_seconds)")
@@ -439,11 +417,7 @@ def demo(
     from flows.demo import demo_flow
 
     settings = _settings(config, root)
-    try:
-        summary = demo_flow(settings=settings, train=train, evaluate=train, steps=steps, eval_prompts=eval_prompts)
-    except ValueError as exc:
-        fail(str(exc))
-        raise typer.Exit(2) from None
+    summary = demo_flow(settings=settings, train=train, evaluate=train, steps=steps, eval_prompts=eval_prompts)
     print_table("demo: ingest", summary.ingested.rows())
     print_table("demo: curation funnel", summary.curated.funnel_table())
     if summary.trained is not None:

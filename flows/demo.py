@@ -28,7 +28,7 @@ from pipelines.evaluate.job import EvalConfig, EvalSummary
 from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
 from pipelines.generate import GenerateConfig, GenerateSummary, GenerationConfig, LongVideoConfig
 from pipelines.ingest import IngestSummary
-from pipelines.settings import Settings, load_job_config
+from pipelines.settings import Settings, SettingsError, load_job_config
 
 # A few scikit-image photos with captions: the image-text pairs of the demo.
 DEMO_PHOTOS = {
@@ -118,7 +118,7 @@ def demo_folder(settings: Settings) -> Path:
     """``<root>/demo``: the photo manifest and the configs the demo runs with."""
     location = settings.location()
     if not location.is_local:
-        raise ValueError("t2v demo writes its tiny model and configs to a local storage root; pass --root DIR")
+        raise SettingsError("t2v demo writes its tiny model and configs to a local storage root; pass --root DIR")
     folder = Path(location.path("demo"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder

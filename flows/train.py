@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 from pipelines.train.config import STAGES
 from pipelines.train.job import StageResult, run_stage
 from pipelines.train.tiny import tiny_train_config, write_tiny_sd
@@ -33,7 +33,7 @@ def stages_for(stage: str, settings: Settings) -> list[str]:
     if stage == "all":
         return [*CASCADE_ORDER, *(["prior"] if settings.train.base.image_conditioning else [])]
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected 'all' or one of {', '.join(STAGES)}")
+        raise SettingsError(f"unknown stage {stage!r}; expected 'all' or one of {', '.join(STAGES)}")
     return [stage]
 
 
@@ -65,7 +65,7 @@ def tiny_cascade_settings(settings: Settings, steps: int = 3) -> Settings:
     root) and tiny stages of ``steps`` steps: what ``t2v demo`` trains with ``stage="all"``."""
     location = settings.location()
     if not location.is_local:
-        raise ValueError("the tiny demo model is written to a local storage root")
+        raise SettingsError("the tiny demo model is written to a local storage root")
     pretrained = write_tiny_sd(location.path("models", "tiny-sd"))
     stages = {name: {"steps": steps} for name in STAGES}
     train = tiny_train_config(pretrained, name=settings.train.name, num_workers=settings.train.num_workers, **stages)

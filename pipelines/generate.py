@@ -30,6 +30,7 @@ from pipelines.settings import Settings
 from pipelines.train.checkpoint import fetched_folder
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, Manifest
+from storage.errors import T2VError
 from storage.ids import stable_id
 from storage.location import StorageLocation
 from storage.media import read_frames, write_gif, write_mp4
@@ -109,15 +110,19 @@ class GenerateSummary:
 # ---- shared with the evaluate job -----------------------------------------------------------
 
 
+class CascadeNotFoundError(T2VError, FileNotFoundError):
+    """The run has no exported cascade, or the folder given is not one."""
+
+
 def cascade_source(run: str, cascade: str | None, location: StorageLocation) -> tuple[str, StorageLocation | None]:
     """An explicit local folder, or the run's exported cascade on the storage root."""
     if cascade is not None:
         if not Path(cascade, "cascade.json").is_file():
-            raise FileNotFoundError(f"{cascade}: not a cascade folder (no cascade.json)")
+            raise CascadeNotFoundError(f"{cascade}: not a cascade folder (no cascade.json)")
         return str(Path(cascade).resolve()), None
     path = location.path("runs", run, "cascade")
     if not location.exists(f"runs/{run}/cascade/cascade.json"):
-        raise FileNotFoundError(f"run {run!r} has no exported cascade at {path}; train it or pass --cascade")
+        raise CascadeNotFoundError(f"run {run!r} has no exported cascade at {path}; train it or pass --cascade")
     return path, location
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipelines.rate import summary as preference
 from storage.blobs import BlobStore
-from storage.catalog import Catalog
+from storage.catalog import Catalog, CatalogError
 from storage.location import StorageLocation, write_atomic
 from storage.media import read_frames, write_gif
 
@@ -46,7 +46,7 @@ def load_results(catalog: Catalog, runs: list[str]) -> list[dict[str, Any]]:
     rows = [row for row in catalog.read("eval_results").to_pylist() if row["run"] in runs]
     missing = sorted(set(runs) - {row["run"] for row in rows})
     if missing:
-        raise ValueError(f"no evaluation results for run(s): {', '.join(missing)}; run `t2v evaluate` first")
+        raise CatalogError(f"no evaluation results for run(s): {', '.join(missing)}; run `t2v evaluate` first")
     return sorted(rows, key=lambda r: (runs.index(r["run"]), r["step"] or 0, r["created_at"], r["metric"]))
 
 

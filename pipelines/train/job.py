@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from pipelines.ray_runner import ray_session
-from pipelines.settings import Settings
+from pipelines.settings import Settings, SettingsError
 from pipelines.train.checkpoint import latest_checkpoint
 from pipelines.train.data import SampleSpec, TrainDataError, training_dataset, training_rows
 from pipelines.train.loop import TrainJob, WorkerContext, train_stage
@@ -77,7 +77,7 @@ def make_job(settings: Settings, stage: str) -> TrainJob:
     """Validate what the job needs and pin the clips version (latest when unset)."""
     config = settings.train
     if not config.pretrained:
-        raise ValueError("train.pretrained is empty: set a Stable Diffusion folder or hub id")
+        raise SettingsError("train.pretrained is empty: set a Stable Diffusion folder or hub id")
     location = settings.location()
     version = config.data.clips_version
     if version is None:
@@ -98,7 +98,7 @@ def make_trainer(job: TrainJob, dataset: Any):
     # The cluster's GPUs, not this driver's: on a cluster the driver often has none.
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     if config.strategy == "fsdp" and not use_gpu:
-        raise ValueError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
+        raise SettingsError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
     return TorchTrainer(
         ray_train_loop,
         train_loop_config={"job": job},

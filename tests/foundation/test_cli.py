@@ -70,3 +70,23 @@ def test_help_lists_every_job():
     for command in ("ingest", "catalog", "demo"):
         assert command in result.stdout
     assert "--root" in runner.invoke(app, ["ingest", "--help"]).stdout
+
+
+def test_own_errors_print_one_line_and_bugs_keep_their_traceback(tmp_path):
+    # a T2VError raised inside a job (train without pretrained weights): one line, exit 2
+    result = runner.invoke(app, ["train", "--root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["error: train.pretrained is empty: set a Stable Diffusion folder or hub id"]
+    # anything else is a bug: the real entry point lets it through with its traceback
+    script = (
+        "import sys\n"
+        "from flows.cli import app\n"
+        "@app.command('broken')\n"
+        "def broken():\n"
+        "    raise ValueError('a bug inside numpy')\n"
+        "sys.argv = ['t2v', 'broken']\n"
+        "app()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" in proc.stderr and "a bug inside numpy" in proc.stderr
