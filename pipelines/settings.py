@@ -1,8 +1,10 @@
 """One validated settings model for every job.
 
 Precedence, highest first: CLI overrides, ``T2V_*`` environment variables
-(nested keys with ``__``: ``T2V_STORAGE__ROOT``, ``T2V_RAY__ADDRESS``), the YAML
-file (``--config FILE`` or ``./t2v.yaml`` when present), defaults.
+(nested keys with ``__``: ``T2V_STORAGE__ROOT``, ``T2V_RAY__ADDRESS``; lists and mappings as
+JSON), the YAML file (``--config FILE`` or ``./t2v.yaml`` when present), defaults. pydantic-settings
+merges them. YAML and CLI keys are checked strictly; a ``T2V_*`` variable whose first part names no
+section (``T2V_VENV``, set by other tools) is not a setting and is ignored.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from pipelines.curate.config import CurateConfig
 from pipelines.rate.config import RateSettings
@@ -124,7 +130,9 @@ class ScheduleSettings(_Section):
         return value
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="T2V_", env_nested_delimiter="__")
+
     storage: StorageSettings = Field(default_factory=StorageSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     sources: SourceSettings = Field(default_factory=SourceSettings)
@@ -133,6 +141,15 @@ class Settings(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     schedules: ScheduleSettings = Field(default_factory=ScheduleSettings)
     rate: RateSettings = Field(default_factory=RateSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        yaml_data, environ = _SOURCES.get()
+        return (
+            init_settings,
+            _MappingEnvSource(settings_cls, os.environ if environ is None else environ),
+            InitSettingsSource(settings_cls, yaml_data),
+        )
 
     def location(self) -> StorageLocation:
         return StorageLocation(self.storage.root, self.storage.s3_endpoint, self.storage.s3_region)
@@ -143,17 +160,20 @@ class Settings(_Section):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.startswith("T2V_"):
-            continue
-        path = key[4:].lower().split("__")
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else value
-    return out
+class _MappingEnvSource(EnvSettingsSource):
+    """The ``T2V_*`` variables of a given environment (``load_settings(environ=...)``), not only ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+# The YAML mapping and environment of the load_settings call in progress; the defaults are what
+# a plain Settings(...) reads.
+_SOURCES: ContextVar[tuple[dict[str, Any], Mapping[str, str] | None]] = ContextVar("t2v_settings_sources", default=({}, None))
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -201,12 +221,13 @@ def load_settings(
         data = _read_yaml(Path(config_file))
     elif Path(DEFAULT_CONFIG_FILE).is_file():
         data = _read_yaml(Path(DEFAULT_CONFIG_FILE))
-    data = _deep_merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
-    data = _deep_merge(data, overrides or {})
+    token = _SOURCES.set((data, environ))
     try:
-        return Settings(**data)
+        return Settings(**(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(format_validation_error(exc)) from None
+    finally:
+        _SOURCES.reset(token)
 
 
 JobConfig = TypeVar("JobConfig", bound=BaseModel)

@@ -63,3 +63,17 @@ def test_config_hash_is_stable_and_sensitive():
     b = load_settings(overrides={"storage": {"root": "/a"}}, environ={})
     c = load_settings(overrides={"storage": {"root": "/b"}}, environ={})
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_t2v_variables_that_name_no_setting_are_ignored_but_yaml_keys_stay_strict(tmp_path):
+    env = {"T2V_VENV": "/opt/venv", "T2V_RAY__NUM_CPUS": "2", "T2V_SOURCES__ROOTS": '["/data/a"]'}
+    settings = load_settings(environ=env)
+    assert settings.ray.num_cpus == 2 and settings.sources.roots == ["/data/a"]
+    with pytest.raises(SettingsError, match=r"^ray.num_cpus: "):
+        load_settings(environ={"T2V_RAY__NUM_CPUS": "0"})
+    config = tmp_path / "t2v.yaml"
+    config.write_text("venv: /opt/venv\n")
+    with pytest.raises(SettingsError, match="^venv: unknown key$"):
+        load_settings(config, environ=env)
+    with pytest.raises(SettingsError, match="^venv: unknown key$"):
+        load_settings(overrides={"venv": "/opt/venv"}, environ={})
