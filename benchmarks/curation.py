@@ -127,7 +127,7 @@ def run_cli(files: list[Path], out_dir: Path) -> tuple[Run, list[list[int]]]:
     out_dir.mkdir()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    results = [cli(f, out_dir, split_video=shutil.which("ffmpeg") is not None) for f in files]
+    results = [cli(f, out_dir, split_video=True) for f in files]
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
@@ -147,6 +147,10 @@ def main() -> None:
     parser.add_argument("--preset", default=TranscodeConfig().preset, help="x264 preset of our clips (the CLI keeps its veryfast)")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "t2v-bench-curation-v2")
     args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        # without it the CLI would only detect, and a ratio against less work means nothing
+        sys.exit("benchmarks/curation.py needs ffmpeg on PATH: the baseline's split-video runs it "
+                 "(apt-get install ffmpeg); stopping before any measurement")
     files = real_videos(args.cache / "videos", args.videos)
     seconds = sum(media.probe_video(f).duration for f in files)
     print(f"{len(files)} videos, {seconds:.0f} s of real video")
