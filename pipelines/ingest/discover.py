@@ -9,7 +9,9 @@ they end in quarantine instead of stopping the run.
 
 from __future__ import annotations
 
+import json
 import os
+import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -23,8 +25,10 @@ from storage.errors import T2VError
 from storage.media import media_kind
 
 MANIFEST_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".ndjson": "json"}
-PATH_COLUMNS = ("path", "file", "filepath", "video", "image", "video_path", "image_path", "uri")
-CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
+# contentUrl and name: WebVid's CSV (videoid, name, page_dir, contentUrl)
+PATH_COLUMNS = ("path", "file", "filepath", "video", "image", "video_path", "image_path", "uri", "contenturl")
+CAPTION_COLUMNS = ("caption", "text", "prompt", "description", "name")
+SHARD_SUFFIX = ".tar"  # webdataset shards as video2dataset and img2dataset write them
 
 
 class SourceError(T2VError, ValueError):
@@ -77,18 +81,30 @@ def discover(sources: list[str], roots: list[Path]) -> Iterator[Candidate]:
             yield from _from_folder(path)
         elif path.suffix.lower() in MANIFEST_SUFFIXES:
             yield from _from_manifest(path, roots)
+        elif path.suffix.lower() == SHARD_SUFFIX:
+            yield from _from_shard(path)
         else:
             yield _file_candidate(str(path.resolve()), str(path.resolve()))
 
 
 def _from_folder(folder: Path) -> Iterator[Candidate]:
+    """Every file below ``folder``; webdataset shards are read sample by sample. A folder whose top
+    level holds folders only is a class-folder tree (UCF-101: ``ApplyEyeMakeup/v_..._g01_c01.avi``):
+    each file's label is the name of the top-level folder it sits in."""
     source = str(folder.resolve())
+    class_tree = not any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        relative = Path(dirpath).relative_to(folder).parts
+        label = relative[0] if class_tree and relative else None
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
-            yield _file_candidate(source, str((Path(dirpath) / name).resolve()))
+            path = Path(dirpath) / name
+            if path.suffix.lower() == SHARD_SUFFIX:
+                yield from _from_shard(path)
+            else:
+                yield _file_candidate(source, str(path.resolve()), label=label)
 
 
 def _file_candidate(source: str, path: str, caption: str | None = None, label: str | None = None) -> Candidate:
@@ -133,6 +149,36 @@ def _from_manifest(path: Path, roots: list[Path]) -> Iterator[Candidate]:
         elif not resolved.is_file():
             cand.reject = f"path {raw!r} does not exist"
         yield cand
+
+
+def _from_shard(path: Path) -> Iterator[Candidate]:
+    """The samples of one webdataset tar shard, read in order from the tar stream (nothing is
+    unpacked to disk): ``{key}.mp4`` / ``.jpg`` ... with the caption in ``.txt`` or in the
+    ``.json``'s caption field (video2dataset, img2dataset)."""
+    import webdataset as wds
+
+    source = str(path.resolve())
+    try:
+        for sample in wds.WebDataset(source, shardshuffle=False, empty_check=False):
+            yield _shard_candidate(source, sample)
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise SourceError(f"shard {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+
+
+def _shard_candidate(source: str, sample: dict) -> Candidate:
+    uri = f"{source}#{sample['__key__']}"
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    caption = _clean(sample["txt"].decode("utf-8", "replace")) if "txt" in sample else None
+    caption = caption or _clean(meta.get("caption"))
+    label = _clean(meta.get("label"))
+    media = [ext for ext in sample if not ext.startswith("__") and media_kind(f"x.{ext}")]
+    if not media:
+        fields = ", ".join(ext for ext in sample if not ext.startswith("__"))
+        return Candidate(source=source, source_uri=uri, caption=caption, label=label,
+                         reject=f"shard sample has no video or image (has: {fields or 'nothing'})")
+    ext = media[0]
+    return Candidate(source=source, source_uri=f"{uri}.{ext}", data=sample[ext], kind=media_kind(f"x.{ext}"),
+                     caption=caption, label=label)
 
 
 def _is_hf_dataset(folder: Path) -> bool:

