@@ -1,25 +1,26 @@
-"""The catalog: named, versioned parquet tables under ``<root>/catalog/<table>/``.
+"""The catalog: named, versioned tables under ``<root>/catalog/<table>.lance`` in the Lance format.
 
-Layout::
+Each table is one Lance dataset with its explicit pyarrow schema (:mod:`storage.schemas`). Every
+:meth:`Catalog.write` is exactly one Lance commit, so a t2v version *is* a Lance version; the run
+id, config hash, row counts, note and extras travel as that commit's transaction properties.
+Lance commits through its own protocol (atomic rename locally, conditional PUT on S3), so two
+writers never both take version N: the loser rebases its upsert and commits N+1.
 
-    catalog/<table>/data/<uuid>.parquet       immutable data files
-    catalog/<table>/versions/00000003.json    one manifest per version
-
-A version's manifest lists the data files that make it up. Writing a version
-adds one data file holding only new or changed rows and commits by creating the
-next manifest exclusively, so a crash leaves at most an unreferenced data file
-and readers never see a half-written version. Rows are keyed by ``id``: when a
-later file holds an ``id`` again, the later row wins (upsert).
+Upserts go through ``merge_insert`` on ``id`` and touch only new or changed rows; ``replace``
+overwrites the table. A root written by the earlier home-made parquet layout
+(``catalog/<table>/versions/*.json``) converts once, version by version, when first opened.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Iterable, Literal
 
+import lance
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -30,6 +31,8 @@ from storage.location import StorageLocation, read_bytes, write_atomic
 from storage.schemas import schema_for
 
 _ROW_INDEX = "__row_index"
+_PROPS = "t2v"  # transaction property holding a version's JSON record
+_LEGACY_DONE = "MIGRATED"  # written into an old-layout table folder once it has been converted
 
 
 class CatalogError(T2VError):
@@ -38,6 +41,8 @@ class CatalogError(T2VError):
 
 @dataclass(frozen=True)
 class Manifest:
+    """What t2v records about one version of a table."""
+
     table: str
     version: int
     parent: int | None
@@ -49,67 +54,105 @@ class Manifest:
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> "Manifest":
-        return cls(**json.loads(data))
-
 
 class Catalog:
     def __init__(self, location: StorageLocation | str):
         self.location = location if isinstance(location, StorageLocation) else StorageLocation(location)
 
+    # ---- where -----------------------------------------------------------------------------
+    def uri(self, table: str) -> str:
+        """The Lance dataset of ``table``, for other tools (``lance.dataset``, ``ray.data.read_lance``)."""
+        schema_for(table)  # unknown names fail here with the list of known ones
+        return self.location.uri("catalog", f"{table}.lance")
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        if self.location.is_local:
+            return {}
+        options = {"region": self.location.s3_region}
+        endpoint = self.location.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["endpoint"] = endpoint
+            options["allow_http"] = str(endpoint.startswith("http://")).lower()
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            if os.environ.get(key):
+                options[key.lower()] = os.environ[key]
+        return options
+
+    def dataset(self, table: str, version: int | None = None) -> lance.LanceDataset | None:
+        """The table's Lance dataset (converting an old-layout table first); None if never written."""
+        self._migrate(table)
+        try:
+            return lance.dataset(self.uri(table), version=version, storage_options=self.storage_options)
+        except ValueError as exc:
+            if version is not None and self._exists(table):
+                raise CatalogError(f"table {table!r} has no version {version}") from None
+            if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return None
+            raise
+
+    def _exists(self, table: str) -> bool:
+        return self.location.exists("catalog", f"{table}.lance", "_versions")
+
     # ---- discovery -------------------------------------------------------------------------
     def tables(self) -> list[str]:
         base = self.location.path("catalog")
         infos = self.location.filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+        names = {i.base_name.removesuffix(".lance") for i in infos if i.type == pafs.FileType.Directory}
+        return sorted(names)
 
     def versions(self, table: str) -> list[Manifest]:
-        base = self.location.path("catalog", table, "versions")
-        infos = self.location.filesystem.get_file_info(pafs.FileSelector(base, allow_not_found=True))
-        names = sorted(i.path for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith("."))
-        return [Manifest.from_json(read_bytes(self.location, p)) for p in names]
+        ds = self.dataset(table)
+        if ds is None:
+            return []
+        return [self._manifest(ds, v["version"]) for v in ds.versions()]
 
     def latest(self, table: str) -> Manifest | None:
-        versions = self.versions(table)
-        return versions[-1] if versions else None
+        ds = self.dataset(table)
+        return None if ds is None else self._manifest(ds, ds.version)
 
     def manifest(self, table: str, version: int | None = None) -> Manifest:
-        if version is None:
-            latest = self.latest(table)
-            if latest is None:
-                raise CatalogError(f"table {table!r} has no versions yet")
-            return latest
-        path = self._manifest_path(table, version)
-        try:
-            return Manifest.from_json(read_bytes(self.location, path))
-        except FileNotFoundError:
-            raise CatalogError(f"table {table!r} has no version {version}") from None
+        ds = self.dataset(table, version)
+        if ds is None:
+            raise CatalogError(f"table {table!r} has no versions yet")
+        return self._manifest(ds, ds.version)
+
+    def _manifest(self, ds: lance.LanceDataset, version: int) -> Manifest:
+        at = ds if ds.version == version else ds.checkout_version(version)
+        tx = at.read_transaction(version)
+        record = json.loads((tx.transaction_properties or {}).get(_PROPS, "{}")) if tx else {}
+        files = sorted(f.path for frag in at.get_fragments() for f in frag.data_files())
+        total = at.count_rows()
+        return Manifest(
+            table=record.get("table", ""),
+            version=version,
+            parent=version - 1 if version > 1 else None,
+            run_id=record.get("run_id", ""),
+            config_hash=record.get("config_hash", ""),
+            created_at=record.get("created_at", 0.0),
+            files=files,
+            row_counts={**record.get("row_counts", {}), "total": total},
+            note=record.get("note", ""),
+            extra=record.get("extra", {}),
+        )
 
     # ---- reading ---------------------------------------------------------------------------
-    def read(self, table: str, version: int | None = None, columns: list[str] | None = None) -> pa.Table:
-        """The rows of a version (latest by default); an empty table if the table was never written."""
+    def read(
+        self, table: str, version: int | None = None, columns: list[str] | None = None, filter: str | None = None
+    ) -> pa.Table:
+        """The rows of a version (latest by default); an empty table if the table was never written.
+
+        ``filter`` is a SQL predicate pushed down to the scan (``"caption IS NOT NULL"``).
+        """
         schema = schema_for(table)
-        if version is None and self.latest(table) is None:
+        ds = self.dataset(table, version)
+        if ds is None:
             return schema.empty_table() if columns is None else schema.empty_table().select(columns)
-        result = self._read_files(table, self.manifest(table, version).files, schema)
-        return result if columns is None else result.select(columns)
+        return ds.to_table(columns=columns, filter=filter).cast(schema if columns is None else pa.schema(
+            [schema.field(c) for c in columns]))
 
     def read_ids(self, table: str, version: int | None = None) -> set[str]:
         return set(self.read(table, version, columns=["id"]).column("id").to_pylist())
-
-    def _read_files(self, table: str, files: list[str], schema: pa.Schema) -> pa.Table:
-        if not files:
-            return schema.empty_table()
-        parts = []
-        for name in files:
-            part = pq.read_table(self._data_path(table, name), filesystem=self.location.filesystem, schema=schema)
-            parts.append(part)
-        combined = pa.concat_tables(parts)
-        return _last_row_per_id(combined)
 
     # ---- writing ---------------------------------------------------------------------------
     def write(
@@ -126,59 +169,118 @@ class Catalog:
         """Write a new version of ``table`` and return its manifest.
 
         ``upsert``: the parent's rows plus ``rows`` (by ``id``). ``replace``: exactly ``rows``, for
-        outputs a job recomputes whole (clips, funnel); unchanged content reuses the parent's files.
+        outputs a job recomputes whole (clips, funnel); unchanged content keeps the parent's files.
         """
         schema = schema_for(table)
         new = _as_table(rows, schema)
         if len(new) != len(set(new.column("id").to_pylist())):
             new = _last_row_per_id(new)
-        for _ in range(10):  # optimistic concurrency: another writer may take our version number
-            parent = self.latest(table)
-            current = self._read_files(table, parent.files, schema) if parent else schema.empty_table()
-            delta, counts = _diff(current, new)
-            files = list(parent.files) if parent else []
+        record = {"table": table, "run_id": run_id, "config_hash": config_hash, "created_at": time.time(),
+                  "note": note, "extra": extra or {}}
+        ds = self.dataset(table)
+        if ds is None:
+            record["row_counts"] = {"added": len(new), "updated": 0, "unchanged": 0}
             if mode == "replace":
-                counts["removed"] = len(current) - counts["updated"] - counts["unchanged"]
-                if len(delta) or counts["removed"]:
-                    files = [self._write_data_file(table, new)]
-                counts["total"] = len(new)
+                record["row_counts"]["removed"] = 0
+            return self._create(table, new, schema, record)
+        if mode == "replace":
+            current = ds.to_table().cast(schema)
+            delta, counts = _diff(current, new)
+            counts["removed"] = len(current) - counts["updated"] - counts["unchanged"]
+            record["row_counts"] = counts
+            if len(delta) or counts["removed"]:
+                fragments = lance.fragment.write_fragments(new, ds.uri, schema=schema,
+                                                           storage_options=self.storage_options)
+                op = lance.LanceOperation.Overwrite(schema, fragments)
             else:
-                if len(delta):
-                    files.append(self._write_data_file(table, delta))
-                counts["total"] = len(current) + counts["added"]
-            manifest = Manifest(
-                table=table,
-                version=(parent.version + 1) if parent else 1,
-                parent=parent.version if parent else None,
-                run_id=run_id,
-                config_hash=config_hash,
-                created_at=time.time(),
-                files=files,
-                row_counts=counts,
-                note=note,
-                extra=extra or {},
-            )
-            try:
-                write_atomic(
-                    self.location, self._manifest_path(table, manifest.version), manifest.to_json(), exclusive=True
-                )
-                return manifest
-            except FileExistsError:
-                continue
-        raise CatalogError(f"could not commit a new version of {table!r}: too many concurrent writers")
+                op = _no_change(ds)
+            tx = lance.Transaction(ds.version, op, transaction_properties={_PROPS: json.dumps(record)})
+            committed = lance.LanceDataset.commit(ds, tx, storage_options=self.storage_options)
+            return self._manifest(committed, committed.version)
+        current = ds.to_table(filter=pc.field("id").isin(new.column("id"))).cast(schema) if len(new) else None
+        delta, counts = _diff(current if current is not None else schema.empty_table(), new)
+        record["row_counts"] = counts
+        if len(delta):
+            builder = ds.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+            tx, _ = builder.execute_uncommitted(delta)
+            tx = lance.Transaction(tx.read_version, tx.operation, tx.uuid, {_PROPS: json.dumps(record)})
+        else:
+            tx = lance.Transaction(ds.version, _no_change(ds), transaction_properties={_PROPS: json.dumps(record)})
+        committed = lance.LanceDataset.commit(ds, tx, storage_options=self.storage_options, max_retries=100)
+        return self._manifest(committed, committed.version)
 
-    def _write_data_file(self, table: str, rows: pa.Table) -> str:
-        name = f"{uuid.uuid4().hex}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(rows, sink, compression="zstd")
-        write_atomic(self.location, self._data_path(table, name), sink.getvalue().to_pybytes())
-        return name
+    def _create(self, table: str, rows: pa.Table, schema: pa.Schema, record: dict) -> Manifest:
+        fragments = lance.fragment.write_fragments(rows, self.uri(table), schema=schema,
+                                                   storage_options=self.storage_options)
+        tx = lance.Transaction(0, lance.LanceOperation.Overwrite(schema, fragments),
+                               transaction_properties={_PROPS: json.dumps(record)})
+        try:
+            # no retries: a retried Overwrite would land on top of another writer's first version
+            ds = lance.LanceDataset.commit(self.uri(table), tx, storage_options=self.storage_options, max_retries=0)
+        except (OSError, ValueError) as exc:
+            if not self._exists(table):
+                raise
+            # another writer created the table first: ours becomes an upsert onto theirs
+            return self.write(table, rows, run_id=record["run_id"], config_hash=record["config_hash"],
+                              note=record["note"], extra=record["extra"])
+        if ds.version != 1:
+            raise CatalogError(f"table {table!r}: creating it landed as version {ds.version}")
+        return self._manifest(ds, ds.version)
 
-    def _manifest_path(self, table: str, version: int) -> str:
-        return self.location.path("catalog", table, "versions", f"{version:08d}.json")
+    # ---- maintenance -----------------------------------------------------------------------
+    def tag(self, table: str, version: int, name: str) -> None:
+        """Pin ``version`` under ``name`` so :meth:`vacuum` keeps it (runs and evaluations do this)."""
+        ds = self.dataset(table)
+        if ds is None:
+            raise CatalogError(f"table {table!r} has no versions yet")
+        ds.tags.create(name, version)
 
-    def _data_path(self, table: str, name: str) -> str:
-        return self.location.path("catalog", table, "data", name)
+    def compact(self, table: str) -> dict[str, int]:
+        """Rewrite small fragments into large ones; a new version with the same rows."""
+        ds = self.dataset(table)
+        if ds is None:
+            return {"fragments_removed": 0, "fragments_added": 0}
+        metrics = ds.optimize.compact_files()
+        return {"fragments_removed": metrics.fragments_removed, "fragments_added": metrics.fragments_added}
+
+    def vacuum(self, table: str, keep: timedelta) -> int:
+        """Delete versions older than ``keep`` (tagged versions and the latest stay); bytes removed."""
+        ds = self.dataset(table)
+        if ds is None:
+            return 0
+        stats = ds.cleanup_old_versions(older_than=keep, error_if_tagged_old_versions=False)
+        return stats.bytes_removed
+
+    # ---- one-time conversion of the old layout ---------------------------------------------
+    def _migrate(self, table: str) -> None:
+        old = self.location.path("catalog", table, "versions")
+        fs = self.location.filesystem
+        if fs.get_file_info(old).type != pafs.FileType.Directory or self.location.exists("catalog", table, _LEGACY_DONE):
+            return
+        if self._exists(table):  # a conversion that died half-way: start again
+            fs.delete_dir(self.location.path("catalog", f"{table}.lance"))
+        schema = schema_for(table)
+        infos = fs.get_file_info(pafs.FileSelector(old))
+        names = sorted(i.path for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith("."))
+        for number, path in enumerate(names, start=1):
+            manifest = json.loads(read_bytes(self.location, path))
+            parts = [pq.read_table(self.location.path("catalog", table, "data", name), filesystem=fs, schema=schema)
+                     for name in manifest["files"]]
+            rows = _last_row_per_id(pa.concat_tables(parts)) if parts else schema.empty_table()
+            counts = {k: v for k, v in manifest["row_counts"].items() if k != "total"}
+            record = {"table": table, "run_id": manifest["run_id"], "config_hash": manifest["config_hash"],
+                      "created_at": manifest["created_at"], "note": manifest.get("note", ""),
+                      "extra": {**manifest.get("extra", {}), "migrated_from_version": manifest["version"]},
+                      "row_counts": counts}
+            lance.write_dataset(rows, self.uri(table), schema=schema, mode="create" if number == 1 else "overwrite",
+                                storage_options=self.storage_options,
+                                transaction_properties={_PROPS: json.dumps(record)})
+        write_atomic(self.location, self.location.path("catalog", table, _LEGACY_DONE), b"converted to Lance\n")
+
+
+def _no_change(ds: lance.LanceDataset):
+    """An operation that commits a version with the same rows (an idempotent rerun is still a version)."""
+    return lance.LanceOperation.Project(ds.schema)
 
 
 def _as_table(rows: pa.Table | Iterable[dict], schema: pa.Schema) -> pa.Table:
