@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 from typing import Iterator, Literal
 
@@ -49,22 +47,13 @@ def _to_hf(clips: pa.Table, blobs: BlobStore, out: Path) -> int:
 
 def _to_webdataset(clips: pa.Table, blobs: BlobStore, out: Path, shard_size: int) -> int:
     """Shards ``clips-000000.tar`` with ``<id>.mp4``, ``<id>.txt`` (caption) and ``<id>.json`` per sample."""
-    count, shard, tar = 0, 0, None
-    try:
+    import webdataset as wds
+
+    count = 0
+    with wds.ShardWriter(str(out / "clips-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
         for sample in _samples(clips, blobs):
-            if count % shard_size == 0:
-                if tar is not None:
-                    tar.close()
-                tar = tarfile.open(out / f"clips-{shard:06d}.tar", "w")
-                shard += 1
             video = sample.pop("mp4")
-            for suffix, data in (("mp4", video), ("txt", (sample["caption"] or "").encode()),
-                                 ("json", json.dumps(sample, sort_keys=True).encode())):
-                info = tarfile.TarInfo(f"{sample['id']}.{suffix}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+            sink.write({"__key__": sample["id"], "mp4": video, "txt": sample["caption"] or "",
+                        "json": json.dumps(sample, sort_keys=True).encode()})
             count += 1
-    finally:
-        if tar is not None:
-            tar.close()
     return count
