@@ -83,6 +83,8 @@ def discover(sources: list[str], roots: list[Path]) -> Iterator[Candidate]:
             yield from _from_manifest(path, roots)
         elif path.suffix.lower() == SHARD_SUFFIX:
             yield from _from_shard(path)
+        elif path.suffix.lower() == ".json":
+            yield from _from_msrvtt(path, roots)
         else:
             yield _file_candidate(str(path.resolve()), str(path.resolve()))
 
@@ -179,6 +181,37 @@ def _shard_candidate(source: str, sample: dict) -> Candidate:
     ext = media[0]
     return Candidate(source=source, source_uri=f"{uri}.{ext}", data=sample[ext], kind=media_kind(f"x.{ext}"),
                      caption=caption, label=label)
+
+
+def _from_msrvtt(path: Path, roots: list[Path]) -> Iterator[Candidate]:
+    """MSR-VTT's annotation JSON (``videos`` and ``sentences``, ~20 captions per video): one
+    candidate per caption, like a manifest that names a file once per caption (the media is stored
+    once). ``<video_id>.mp4`` is looked for anywhere below the JSON's folder (``TrainValVideo/``)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"annotation file {path} cannot be read: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict) or not {"videos", "sentences"} <= set(data):
+        raise SourceError(f"{path}: a JSON source must be MSR-VTT's annotation file ('videos' and 'sentences')")
+    files: dict[str, Path] = {}
+    for dirpath, _, filenames in os.walk(path.parent):
+        for name in filenames:
+            if media_kind(name) == "video":
+                files.setdefault(Path(name).stem, Path(dirpath) / name)
+    source = str(path.resolve())
+    known = {video["video_id"] for video in data["videos"]}
+    for sentence in data["sentences"]:
+        video_id, caption = sentence.get("video_id"), _clean(sentence.get("caption"))
+        if video_id not in known or video_id not in files:
+            reason = "is not among the annotation's videos" if video_id not in known else "has no video file"
+            yield Candidate(source=source, source_uri=f"{source}#{video_id}", caption=caption,
+                            reject=f"video {video_id!r} {reason}")
+            continue
+        resolved = files[video_id].resolve()
+        cand = _file_candidate(source, str(resolved), caption)
+        if not any(_inside(resolved, r) for r in roots):
+            cand.reject = f"video {video_id!r} resolves outside the source roots"
+        yield cand
 
 
 def _is_hf_dataset(folder: Path) -> bool:

