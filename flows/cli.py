@@ -364,6 +364,26 @@ def catalog_show(
     print_rows(f"{table} v{shown_version}: {len(shown)} of {len(rows)} rows", shown, data.column_names)
 
 
+@catalog_app.command("compact")
+def catalog_compact(
+    keep_days: Annotated[float, typer.Option("--keep-days", min=0, help="Vacuum versions older than this; tagged versions stay.")] = 30.0,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Compact every table's small fragments, then vacuum versions older than --keep-days."""
+    from datetime import timedelta
+
+    from storage.catalog import Catalog
+
+    catalog = Catalog(_settings(config, root).location())
+    rows = []
+    for name in catalog.tables():
+        merged = catalog.compact(name)
+        freed = catalog.vacuum(name, keep=timedelta(days=keep_days))
+        rows.append({"table": name, **merged, "bytes freed": freed})
+    print_table(f"compacted catalog at {catalog.location.uri()}", rows)
+
+
 @app.command()
 def serve(
     root: RootOption = None,

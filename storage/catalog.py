@@ -121,6 +121,9 @@ class Catalog:
         at = ds if ds.version == version else ds.checkout_version(version)
         tx = at.read_transaction(version)
         record = json.loads((tx.transaction_properties or {}).get(_PROPS, "{}")) if tx else {}
+        if not record:  # a version t2v did not write itself (compaction): say what made it, and when
+            stamp = next(v["timestamp"] for v in at.versions() if v["version"] == version)
+            record = {"note": type(tx.operation).__name__.lower() if tx else "", "created_at": stamp.timestamp()}
         files = sorted(f.path for frag in at.get_fragments() for f in frag.data_files())
         total = at.count_rows()
         return Manifest(
