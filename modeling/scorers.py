@@ -23,6 +23,8 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from modeling.features.checkpoint import CheckpointError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WATERMARK_INPUT_SIZE = 256
@@ -35,7 +37,7 @@ def default_device() -> torch.device:
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise CheckpointError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -162,7 +164,7 @@ class ClipImageEmbedder:
         import open_clip
 
         if weights_path is None and not model_name.startswith("local-dir:"):
-            raise ValueError("CLIP weights are needed: give a checkpoint path or a local-dir: model")
+            raise CheckpointError("CLIP weights are needed: give a checkpoint path or a local-dir: model")
         self.device = device or default_device()
         model, _, preprocess = open_clip.create_model_and_transforms(
             model_name,
