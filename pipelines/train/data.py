@@ -74,14 +74,13 @@ def training_rows(
 ) -> TrainingRows:
     """Rows of the clips version (and image samples when the image ratio asks for them)."""
     catalog = Catalog(location)
-    videos = catalog.read("clips", data.clips_version, columns=list(ROW_FIELDS)).to_pylist()
+    # projection and filters go down to the Lance scan: only the rows and columns trained on are read
+    captioned = "caption IS NOT NULL AND caption <> ''" if captioned_only else None
+    videos = catalog.read("clips", data.clips_version, columns=list(ROW_FIELDS), filter=captioned).to_pylist()
     images: list[dict] = []
     if with_images:
-        samples = catalog.read("samples", data.samples_version, columns=["id", "kind", *ROW_FIELDS[1:]]).to_pylist()
-        images = [{k: v for k, v in row.items() if k != "kind"} for row in samples if row["kind"] == "image"]
-    if captioned_only:
-        videos = [row for row in videos if row["caption"]]
-        images = [row for row in images if row["caption"]]
+        only_images = " AND ".join(["kind = 'image'", *([captioned] if captioned else [])])
+        images = catalog.read("samples", data.samples_version, columns=list(ROW_FIELDS), filter=only_images).to_pylist()
     if not videos:
         which = "captioned clips" if captioned_only else "clips"
         raise TrainDataError(f"the clips table (version {data.clips_version or 'latest'}) has no {which} to train on")
