@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,6 +33,7 @@ from storage.schemas import schema_for
 
 _ROW_INDEX = "__row_index"
 _PROPS = "t2v"  # transaction property holding a version's JSON record
+_ATTEMPTS = 20
 _LEGACY_DONE = "MIGRATED"  # written into an old-layout table folder once it has been converted
 
 
@@ -180,12 +182,24 @@ class Catalog:
             new = _last_row_per_id(new)
         record = {"table": table, "run_id": run_id, "config_hash": config_hash, "created_at": time.time(),
                   "note": note, "extra": extra or {}}
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._commit_version(table, new, schema, record, mode)
+            except OSError as exc:
+                # Lance gives up rebasing after its retry timeout under heavy contention (8 writers on
+                # a slow object store); nothing was acknowledged, so diff against the new head and retry
+                if "concurrent writers" not in str(exc):
+                    raise
+                time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
+        raise CatalogError(f"could not commit a new version of {table!r}: too many concurrent writers")
+
+    def _commit_version(self, table: str, new: pa.Table, schema: pa.Schema, record: dict, mode: str) -> Manifest:
         ds = self.dataset(table)
         if ds is None:
             record["row_counts"] = {"added": len(new), "updated": 0, "unchanged": 0}
             if mode == "replace":
                 record["row_counts"]["removed"] = 0
-            return self._create(table, new, schema, record)
+            return self._create(table, new, schema, record, mode)
         if mode == "replace":
             current = ds.to_table().cast(schema)
             delta, counts = _diff(current, new)
@@ -212,7 +226,7 @@ class Catalog:
         committed = lance.LanceDataset.commit(ds, tx, storage_options=self.storage_options, max_retries=100)
         return self._manifest(committed, committed.version)
 
-    def _create(self, table: str, rows: pa.Table, schema: pa.Schema, record: dict) -> Manifest:
+    def _create(self, table: str, rows: pa.Table, schema: pa.Schema, record: dict, mode: str) -> Manifest:
         fragments = lance.fragment.write_fragments(rows, self.uri(table), schema=schema,
                                                    storage_options=self.storage_options)
         tx = lance.Transaction(0, lance.LanceOperation.Overwrite(schema, fragments),
@@ -223,9 +237,8 @@ class Catalog:
         except (OSError, ValueError) as exc:
             if not self._exists(table):
                 raise
-            # another writer created the table first: ours becomes an upsert onto theirs
-            return self.write(table, rows, run_id=record["run_id"], config_hash=record["config_hash"],
-                              note=record["note"], extra=record["extra"])
+            # another writer created the table first: ours becomes the next version onto theirs
+            return self._commit_version(table, rows, schema, record, mode)
         if ds.version != 1:
             raise CatalogError(f"table {table!r}: creating it landed as version {ds.version}")
         return self._manifest(ds, ds.version)
