@@ -1,0 +1,46 @@
+"""Pre-flight of the pretrained folder: one-line errors naming the key and the fix, before Ray."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from pipelines.train.preflight import PretrainedFolderError, check_pretrained
+from pipelines.train.tiny import tiny_train_config, write_tiny_sd
+from storage.errors import T2VError
+
+
+@pytest.fixture(scope="module")
+def sd_without_image_encoder(tmp_path_factory):
+    # SD 1.5 / 2.1 as downloaded: no image_encoder/
+    folder = write_tiny_sd(tmp_path_factory.mktemp("sd") / "sd15")
+    shutil.rmtree(folder / "image_encoder")
+    return folder
+
+
+def test_image_conditioning_without_image_encoder_names_the_key(sd_without_image_encoder):
+    config = tiny_train_config(sd_without_image_encoder)
+    with pytest.raises(PretrainedFolderError, match=r"image_encoder/.*train\.base\.image_conditioning: false") as info:
+        check_pretrained(config, "base")
+    assert isinstance(info.value, T2VError) and "\n" not in str(info.value)
+    check_pretrained(tiny_train_config(sd_without_image_encoder, base={"image_conditioning": False}), "base")
+    for stage in ("interpolation", "superres", "vae_decoder"):
+        check_pretrained(config, stage)
+    with pytest.raises(PretrainedFolderError, match="stage prior needs image_encoder/"):
+        check_pretrained(config, "prior")
+
+
+def test_missing_parts_and_folders_fail_in_one_line(sd_without_image_encoder, tmp_path):
+    broken = shutil.copytree(sd_without_image_encoder, tmp_path / "broken")
+    for name in ("vocab.json", "tokenizer.json"):
+        (broken / "tokenizer" / name).unlink(missing_ok=True)
+    for weights in (broken / "vae").glob("*.safetensors"):
+        weights.unlink()
+    config = tiny_train_config(broken, base={"image_conditioning": False})
+    with pytest.raises(PretrainedFolderError, match=r"stage base needs vae/.*no weights"):
+        check_pretrained(config, "base")
+    with pytest.raises(PretrainedFolderError, match="stage prior needs tokenizer/.*vocab.json"):
+        check_pretrained(config, "prior")
+    with pytest.raises(PretrainedFolderError, match="no folder"):
+        check_pretrained(tiny_train_config(tmp_path / "nowhere"), "base")
