@@ -19,6 +19,7 @@ from modeling.video_unet import VideoUNet
 from pipelines.train.checkpoint import RunPaths, fetched_folder, local_folder
 from pipelines.train.config import TrainConfig
 from pipelines.train.objectives import CASCADE_PART
+from pipelines.train.preflight import with_folder_defaults
 from storage.location import StorageLocation
 
 PART_LOADERS = {
@@ -43,6 +44,7 @@ def assemble_cascade(location: StorageLocation, config: TrainConfig, trained: li
     """Write ``runs/<name>/cascade/`` from the stage exports in ``trained`` (base required)."""
     if "base" not in trained:
         raise ValueError("a cascade needs a trained base stage")
+    config = with_folder_defaults(config)
     parts = {}
     for stage in trained:
         with fetched_folder(location, RunPaths(location, config.name, stage).export) as folder:

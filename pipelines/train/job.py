@@ -20,7 +20,7 @@ from pipelines.train.checkpoint import latest_checkpoint
 from pipelines.train.data import SampleSpec, TrainDataError, training_dataset, training_rows
 from pipelines.train.loop import TrainJob, WorkerContext, train_stage
 from pipelines.train.metrics import write_run_row
-from pipelines.train.preflight import check_pretrained
+from pipelines.train.preflight import check_pretrained, with_folder_defaults
 from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def make_job(settings: Settings, stage: str) -> TrainJob:
     if not config.pretrained:
         raise SettingsError("train.pretrained is empty: set a Stable Diffusion folder or hub id")
     check_pretrained(config, stage)
+    config = with_folder_defaults(config)
     location = settings.location()
     version = config.data.clips_version
     if version is None:

@@ -4,12 +4,15 @@ instead of an ``OSError`` deep inside a worker after minutes of start-up."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from pathlib import Path
 
 from pipelines.train.config import TrainConfig
 from storage.errors import T2VError
 
+log = logging.getLogger(__name__)
 WEIGHTS = ("*.safetensors", "*.bin")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -62,3 +65,26 @@ def check_pretrained(config: TrainConfig, stage: str) -> None:
         problem = _problem(folder, part)
         if problem:
             raise PretrainedFolderError(f"train.pretrained: stage {stage} needs {part}/: {problem}; {_fix(stage, part)}")
+
+
+DIFFUSION_STAGES = ("base", "interpolation", "superres")
+
+
+def with_folder_defaults(config: TrainConfig) -> TrainConfig:
+    """Take each diffusion stage's ``prediction_type`` from the folder's ``scheduler/`` unless set
+    (SD 2.1 is v-prediction); a setting that overrides the folder is kept with a warning."""
+    path = Path(config.pretrained).expanduser() / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        return config
+    folder_type = json.loads(path.read_text()).get("prediction_type", "epsilon")
+    updates = {}
+    for stage in DIFFUSION_STAGES:
+        block = config.stage(stage)
+        if "prediction_type" not in block.model_fields_set:
+            updates[stage] = block.model_copy(update={"prediction_type": folder_type})
+        elif block.prediction_type != folder_type:
+            log.warning(
+                "train.%s.prediction_type: %s overrides the pretrained scheduler's %s",
+                stage, block.prediction_type, folder_type,
+            )
+    return config.model_copy(update=updates)

@@ -44,3 +44,18 @@ def test_missing_parts_and_folders_fail_in_one_line(sd_without_image_encoder, tm
         check_pretrained(config, "prior")
     with pytest.raises(PretrainedFolderError, match="no folder"):
         check_pretrained(tiny_train_config(tmp_path / "nowhere"), "base")
+
+
+def test_prediction_type_comes_from_the_folders_scheduler(sd_without_image_encoder, tmp_path, caplog):
+    import json
+
+    from pipelines.train.preflight import with_folder_defaults
+
+    v_folder = shutil.copytree(sd_without_image_encoder, tmp_path / "sd21")
+    scheduler = v_folder / "scheduler" / "scheduler_config.json"
+    scheduler.write_text(json.dumps({**json.loads(scheduler.read_text()), "prediction_type": "v_prediction"}))
+    fitted = with_folder_defaults(tiny_train_config(v_folder))
+    assert {fitted.stage(s).prediction_type for s in ("base", "interpolation", "superres")} == {"v_prediction"}
+    assert with_folder_defaults(tiny_train_config(sd_without_image_encoder)).base.prediction_type == "epsilon"
+    kept = with_folder_defaults(tiny_train_config(v_folder, base={"prediction_type": "epsilon"}))
+    assert kept.base.prediction_type == "epsilon" and "overrides the pretrained scheduler" in caplog.text
