@@ -156,13 +156,23 @@ def run_row(job: TrainJob) -> dict[str, Any] | None:
     return next((r for r in runs if r["id"] == f"{job.config.name}/{job.stage}"), None)
 
 
+def root_error(exc: BaseException) -> str:
+    """``Type: message`` of the error behind Ray Train's wrappers (a worker group failure names
+    only "Training failed due to worker errors:"; the lowest failed rank's exception is the cause)."""
+    failures = getattr(exc, "worker_failures", None)
+    if failures:
+        exc = failures[min(failures)]
+    exc = getattr(exc, "cause", None) or exc  # RayTaskError carries the original exception
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def _record_failure(job: TrainJob, exc: Exception) -> None:
     resumed = latest_checkpoint(job.paths)
-    message = str(exc).splitlines()[0] if str(exc) else ""
     write_run_row(
         job.paths,
         status="failed",
-        error=f"{type(exc).__name__}: {message}"[:500],
+        error=root_error(exc)[:500],
         step=resumed.step if resumed else 0,
         total_steps=job.total_steps,
         samples_seen=resumed.samples_seen if resumed else 0,

@@ -59,3 +59,13 @@ def test_prediction_type_comes_from_the_folders_scheduler(sd_without_image_encod
     assert with_folder_defaults(tiny_train_config(sd_without_image_encoder)).base.prediction_type == "epsilon"
     kept = with_folder_defaults(tiny_train_config(v_folder, base={"prediction_type": "epsilon"}))
     assert kept.base.prediction_type == "epsilon" and "overrides the pretrained scheduler" in caplog.text
+
+
+def test_failure_row_keeps_the_workers_error():
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from pipelines.train.job import root_error
+
+    wrapped = WorkerGroupError("rank 0: OSError ...", {1: RuntimeError("late"), 0: OSError("no file named model.safetensors")})
+    assert root_error(wrapped) == "OSError: no file named model.safetensors"
+    assert root_error(ValueError("bad\nmore")) == "ValueError: bad"
