@@ -9,6 +9,7 @@ import pytest
 from pipelines.evaluate.report import RANDOM_INIT_LABEL, write_report
 from storage.catalog import Catalog
 from storage.location import StorageLocation
+from storage.errors import T2VError
 
 
 def _row(run: str, step: int, metric: str, value: float, random_init: bool = False) -> dict:
@@ -46,5 +47,5 @@ def test_two_runs_over_checkpoints_with_paper_numbers(tmp_path):
 def test_unknown_run_is_a_clear_error(tmp_path):
     location = StorageLocation(str(tmp_path / "root"))
     Catalog(location).write("eval_results", [_row("a", 1, "fvd", 1.0)], run_id="test")
-    with pytest.raises(ValueError, match="no evaluation results for run\\(s\\): z"):
+    with pytest.raises(T2VError, match="no evaluation results for run\\(s\\): z"):
         write_report(location, ["a", "z"])
