@@ -21,6 +21,7 @@ from flows.console import console, fail, print_rows, print_table
 from pipelines.settings import Settings, load_settings
 from storage.errors import T2VError
 
+
 class _OneLineErrors(TyperGroup):
     """Prints t2v's own errors (bad input, bad config) in one line with exit code 2; any other
     exception is a bug and keeps its traceback."""

@@ -5,8 +5,9 @@ while the first videos are cut and score clips as soon as a video's clips are st
 CPU waits at a stage barrier. Both stages write their results as parts under ``work/curate/``
 keyed by a hash of the settings that shape them (thresholds excluded: they only decide what is
 kept), so a killed run resumes where it stopped, a changed setting recomputes only what it affects,
-and a threshold change re-applies the rules to the stored scores without Ray, models or decoding. The ``clips`` and ``funnel`` tables get a new
-version holding exactly this run's result; failures are upserted into ``quarantine``.
+and a threshold change re-applies the rules to the stored scores without Ray, models or decoding.
+The ``clips`` and ``funnel`` tables get a new version holding exactly this run's result; failures
+are upserted into ``quarantine``.
 """
 
 from __future__ import annotations
