@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from torch import nn
-from torchvision.transforms import InterpolationMode
 
 from modeling.features.checkpoint import PathLike
 
@@ -34,24 +34,28 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
 class ClipEncoder(nn.Module):
-    """Normalised CLIP embeddings for prompts and for RGB images in [0, 1]."""
+    """Normalised CLIP embeddings for prompts and for uint8 RGB frames."""
 
     def __init__(self, model: nn.Module, tokenizer, random_init: bool):
         super().__init__()
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.random_init = random_init
+        # open_clip's own eval transform on PIL images: its 8-bit two-pass resize is what published
+        # CLIPSIM numbers went through, and a float tensor resize differs from it by up to 2 levels.
         preprocess = open_clip.get_model_preprocess_cfg(model)
-        size = preprocess["size"]
-        self.image_size = tuple(size) if isinstance(size, Sequence) else (size, size)
-        self.resize_mode = preprocess.get("resize_mode", "shortest")
-        self.interpolation = InterpolationMode(preprocess.get("interpolation", "bicubic"))
-        self.register_buffer("mean", torch.tensor(preprocess["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(preprocess["std"]).view(1, 3, 1, 1), persistent=False)
+        self.transform = open_clip.image_transform(
+            preprocess["size"],
+            is_train=False,
+            mean=preprocess["mean"],
+            std=preprocess["std"],
+            resize_mode=preprocess.get("resize_mode"),
+            interpolation=preprocess.get("interpolation"),
+        )
 
     @property
     def device(self) -> torch.device:
-        return self.mean.device
+        return next(self.model.parameters()).device
 
     @torch.no_grad()
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -59,21 +63,13 @@ class ClipEncoder(nn.Module):
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
 
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Embed (n, 3, h, w) float images in [0, 1] after CLIP's own resize, crop and normalisation."""
-        return F.normalize(self.model.encode_image(self.prepare(images.to(self.device))).float(), dim=-1)
+    def encode_images(self, frames: np.ndarray) -> torch.Tensor:
+        """Embed (n, h, w, 3) uint8 frames after CLIP's own resize, crop and normalisation."""
+        return F.normalize(self.model.encode_image(self.prepare(frames).to(self.device)).float(), dim=-1)
 
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Tensor version of open_clip's PIL transform: resize, center crop, clamp, normalise."""
-        if self.resize_mode == "shortest":
-            images = TF.resize(images, [min(self.image_size)], self.interpolation, antialias=True)
-            images = TF.center_crop(images, list(self.image_size))
-        elif self.resize_mode == "squash":
-            images = TF.resize(images, list(self.image_size), self.interpolation, antialias=True)
-        else:
-            raise ValueError(f"unsupported CLIP resize_mode {self.resize_mode!r}")
-        # Bicubic overshoots; PIL clamps to the uint8 range, so do the same.
-        return (images.clamp(0.0, 1.0) - self.mean) / self.std
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """(n, h, w, 3) uint8 -> (n, 3, size, size) normalised, through open_clip's PIL transform."""
+        return torch.stack([self.transform(Image.fromarray(frame)) for frame in frames])
 
 
 def load_clip(

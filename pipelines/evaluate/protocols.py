@@ -139,9 +139,9 @@ class CLIPSIMProtocol(_VideoProtocol):
     # A tag resolved from open_clip's local cache, or a weights path; None -> random init.
     clip_pretrained: str | None = "openai"
 
-    def preprocess(self, video: np.ndarray) -> torch.Tensor:
-        """uint8 (b, f, h, w, 3) -> frames (b * f, 3, h, w) in [0, 1]; CLIP resizes them itself."""
-        return rearrange(torch.from_numpy(self.video_uint8(video)), "b f h w c -> (b f) c h w").float() / 255.0
+    def preprocess(self, video: np.ndarray) -> np.ndarray:
+        """(b, f, h, w, 3) -> uint8 frames (b * f, h, w, 3); CLIP resizes them itself, as open_clip does."""
+        return rearrange(self.video_uint8(video), "b f h w c -> (b f) h w c")
 
 
 Protocol = Annotated[Union[FVDProtocol, ISProtocol, FIDProtocol, CLIPSIMProtocol], Field(discriminator="kind")]
