@@ -377,12 +377,7 @@ def catalog_compact(
     from storage.catalog import Catalog
 
     catalog = Catalog(_settings(config, root).location())
-    rows = []
-    for name in catalog.tables():
-        merged = catalog.compact(name)
-        freed = catalog.vacuum(name, keep=timedelta(days=keep_days))
-        rows.append({"table": name, **merged, "bytes freed": freed})
-    print_table(f"compacted catalog at {catalog.location.uri()}", rows)
+    print_table(f"compacted catalog at {catalog.location.uri()}", catalog.maintain(timedelta(days=keep_days)))
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""``t2v serve``: the curate, train, evaluate and ratings-summary flows as Prefect deployments on cron schedules.
+"""``t2v serve``: the curate, train, evaluate, ratings-summary and catalog-maintenance flows as Prefect
+deployments on cron schedules.
 
 Schedules come from the ``schedules:`` section of the settings. Prefect's scheduler service
 does not run inside its ephemeral server, so without ``PREFECT_API_URL`` we start a local
@@ -24,6 +25,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron, Interval
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.catalog import catalog_maintenance_flow
 from flows.curate import curate_flow, curate_new_samples_flow
 from flows.evaluate import evaluate_flow
 from flows.rate import ratings_summary_flow
@@ -60,6 +62,9 @@ def deployments(settings: Settings) -> list[RunnerDeployment]:
     if schedules.ratings:
         add(ratings_summary_flow, "t2v-ratings-summary", Cron(schedules.ratings.cron, timezone=schedules.timezone),
             runs=schedules.ratings.runs)
+    if schedules.catalog:
+        add(catalog_maintenance_flow, "t2v-catalog-maintenance",
+            Cron(schedules.catalog.cron, timezone=schedules.timezone), keep_days=schedules.catalog.keep_days)
     return out
 
 

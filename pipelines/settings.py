@@ -106,6 +106,10 @@ class RatingsScheduleSettings(CronSettings):
     runs: list[str] = Field(min_length=2, max_length=2, description="the two runs whose ratings are summarised")
 
 
+class CatalogScheduleSettings(CronSettings):
+    keep_days: float = Field(30.0, ge=0, description="vacuum catalog versions older than this; pinned versions stay")
+
+
 class ScheduleSettings(_Section):
     """What `t2v serve` registers with Prefect; a flow without a schedule is not deployed."""
 
@@ -114,6 +118,7 @@ class ScheduleSettings(_Section):
     train: TrainScheduleSettings | None = None
     evaluate: EvaluateScheduleSettings | None = None
     ratings: RatingsScheduleSettings | None = None
+    catalog: CatalogScheduleSettings | None = None
     new_samples_seconds: int = Field(
         300, ge=0, description="how often to look for a new samples version and curate it; 0 turns it off"
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,6 +35,7 @@ from storage.schemas import schema_for
 _ROW_INDEX = "__row_index"
 _PROPS = "t2v"  # transaction property holding a version's JSON record
 _ATTEMPTS = 20
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # characters Lance refuses in a tag name
 _LEGACY_DONE = "MIGRATED"  # written into an old-layout table folder once it has been converted
 
 
@@ -55,6 +57,16 @@ class Manifest:
     row_counts: dict[str, int]
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TableSnapshot:
+    """One version of a table as readers outside the Catalog open it (``ray.data.read_lance``)."""
+
+    table: str
+    uri: str
+    version: int
+    storage_options: dict[str, str]
 
 
 class Catalog:
@@ -92,6 +104,13 @@ class Catalog:
             if "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
                 return None
             raise
+
+    def snapshot(self, table: str, version: int | None = None) -> TableSnapshot:
+        """``version`` (latest by default) of ``table``, resolved to a number so every reader sees the same rows."""
+        ds = self.dataset(table, version)
+        if ds is None:
+            raise CatalogError(f"table {table!r} has no versions yet")
+        return TableSnapshot(table, self.uri(table), ds.version, self.storage_options)
 
     def _exists(self, table: str) -> bool:
         return self.location.exists("catalog", f"{table}.lance", "_versions")
@@ -244,12 +263,19 @@ class Catalog:
         return self._manifest(ds, ds.version)
 
     # ---- maintenance -----------------------------------------------------------------------
-    def tag(self, table: str, version: int, name: str) -> None:
-        """Pin ``version`` under ``name`` so :meth:`vacuum` keeps it (runs and evaluations do this)."""
+    def pin(self, table: str, version: int, run_id: str) -> str:
+        """Tag ``version`` as read by ``run_id`` (``run-<run_id>``), so :meth:`vacuum` never deletes a
+        version a run trained, curated or evaluated on; a run that re-pins moves its tag. The tag's name."""
+        name = "run-" + _TAG_UNSAFE.sub("_", run_id)
         ds = self.dataset(table)
         if ds is None:
             raise CatalogError(f"table {table!r} has no versions yet")
-        ds.tags.create(name, version)
+        tags = ds.tags.list()
+        if name not in tags:
+            ds.tags.create(name, version)
+        elif tags[name]["version"] != version:
+            ds.tags.update(name, version)
+        return name
 
     def compact(self, table: str) -> dict[str, int]:
         """Rewrite small fragments into large ones; a new version with the same rows."""
@@ -266,6 +292,10 @@ class Catalog:
             return 0
         stats = ds.cleanup_old_versions(older_than=keep, error_if_tagged_old_versions=False)
         return stats.bytes_removed
+
+    def maintain(self, keep: timedelta) -> list[dict[str, Any]]:
+        """Compact every table, then vacuum its versions older than ``keep``: one row per table."""
+        return [{"table": name, **self.compact(name), "bytes freed": self.vacuum(name, keep)} for name in self.tables()]
 
     # ---- one-time conversion of the old layout ---------------------------------------------
     def _migrate(self, table: str) -> None:

@@ -100,6 +100,7 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
     location = settings.location()
     catalog = Catalog(location)
     samples_manifest = catalog.manifest("samples", samples_version)
+    catalog.pin("samples", samples_manifest.version, run_id)  # the clips name it as their source: vacuum keeps it
     samples = catalog.read("samples", samples_manifest.version)
 
     cut_salt = _hash(config.split, config.transcode, config.pseudo_video, config.motion, config.dedup.num_keyframes,

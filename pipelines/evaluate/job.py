@@ -151,6 +151,8 @@ def run_evaluate(settings: Settings, config: EvalConfig, run_id: str) -> EvalSum
     metrics = config.metric_names()
     _check_sample_counts(config, metrics, len(rows))
     real_clips, skipped = _real_clips(catalog, config, metrics)
+    if real_clips:  # the results name this clips version: vacuum keeps it
+        catalog.pin("clips", real_clips.version, run_id)
     measured_names = [name for name in metrics if name not in skipped]
     cache = StatsCache(location.path("stats"), filesystem=location.filesystem)
     real_keys = {name: _real_stats_key(real_clips, config, name) for name in measured_names if name in REAL_METRICS}

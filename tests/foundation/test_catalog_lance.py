@@ -10,8 +10,10 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from storage.catalog import Catalog
+from pipelines.settings import load_settings
+from storage.catalog import Catalog, CatalogError
 from storage.location import StorageLocation
 
 
@@ -127,20 +129,32 @@ def test_old_root_converts_once_losing_nothing(tmp_path):
     assert [m.run_id for m in again.versions("samples")] == ["run1", "run2", "run3", "new"]
 
 
-def test_time_travel_compact_vacuum_and_tags(tmp_path):
-    from datetime import timedelta
+@pytest.mark.usefixtures("prefect_server")
+def test_maintenance_flow_compacts_and_vacuum_keeps_the_versions_runs_pinned(tmp_path):
+    from flows.catalog import catalog_maintenance_flow
+    from flows.serve import deployments
 
-    catalog = Catalog(str(tmp_path))
+    settings = load_settings(overrides={"storage": {"root": str(tmp_path)}, "schedules": {
+        "catalog": {"cron": "0 4 * * *", "keep_days": 0}, "new_samples_seconds": 0}}, environ={})
+    catalog = Catalog(settings.location())
     for r in range(6):
         catalog.write("samples", _rows(f"r{r}", 2), run_id=f"r{r}")
-    catalog.tag("samples", 2, "eval-run")
+    assert catalog.pin("samples", 2, "train/base") == "run-train_base"
+    catalog.pin("samples", 3, "train/base")
+    catalog.pin("samples", 2, "train/base")  # a rerun of the run moves its pin
     before = catalog.read("samples").sort_by("id")
-    compacted = catalog.compact("samples")
-    assert compacted["fragments_removed"] > 1
+    [row] = catalog_maintenance_flow(settings=settings, keep_days=0)
+    assert row["table"] == "samples" and row["fragments_removed"] > 1 and row["bytes freed"] > 0
+    assert [m.version for m in catalog.versions("samples")][:-1] == [2]  # the pinned one, and the compacted latest
     assert catalog.read("samples").sort_by("id").equals(before)
-    catalog.vacuum("samples", keep=timedelta(0))
     assert catalog.read_ids("samples", version=2) == {f"r{r}-{i}" for r in range(2) for i in range(2)}
+    with pytest.raises(CatalogError, match="no version 3"):
+        catalog.read("samples", version=3)
     assert catalog.read("samples", columns=["id"], filter="id LIKE 'r5-%'").num_rows == 2
+
+    [deployment] = deployments(settings)
+    assert deployment.name == "t2v-catalog-maintenance" and deployment.parameters["keep_days"] == 0
+    assert deployment.schedules[0].schedule.cron == "0 4 * * *"
 
 
 def test_ray_data_reads_the_table(tmp_path, ray_local):
