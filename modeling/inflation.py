@@ -8,11 +8,12 @@
   because it encodes frame offsets, which carry over to the other frame counts the
   cascade runs (16 base frames, 76 after interpolation), adds no parameters, and leaves
   values untouched, so with the zero output projection the layer is still identity.
-- ``videoldm``: 3D-conv residual block after each ResNet block and temporal attention
-  with sinusoidal frame positions after each transformer, each merged by a learned
-  ``alpha = sigmoid(mix_factor)``. Each temporal branch's last layer starts at zero, so
-  the branch starts equal to the spatial output and the model is the 2D one for any
-  alpha; all of it gets gradients from the first step on.
+- ``videoldm``: temporal-conv residual block (3x1x1 kernels by default, as VideoLDM / SVD)
+  after each ResNet block and temporal attention with sinusoidal frame positions after
+  each transformer, each merged by a learned ``alpha = sigmoid(mix_factor)``. Each
+  temporal branch's last layer starts at zero, so the branch starts equal to the spatial
+  output and the model is the 2D one for any alpha; all of it gets gradients from the
+  first step on.
 - ``lavie``: as LaVie (Vchitect/LaVie, ``base/models/attention.py``): inside every
   ``BasicTransformerBlock``, after cross-attention and before the feed-forward,
   ``h + attn_temp(norm_temp(h))`` with the block's own heads, rotary on the first 32
@@ -54,13 +55,30 @@ VARIANTS: tuple[str, ...] = ("make_a_video", "videoldm", "lavie")
 
 @dataclass
 class InflationOptions:
+    """Every knob that changes the shapes of the added layers; saved in the model's config,
+    so a checkpoint rebuilds with the options it was trained with."""
+
     head_dim: int = 64  # temporal attention heads = channels // head_dim
     ff_mult: int = 0  # feed-forward after temporal attention (0: none)
     temporal_kernel: int = 3
-    spatial_kernel: int = 3  # VideoLDM 3D conv; 1 makes it a pure temporal conv
+    # VideoLDM conv's spatial extent. 1 (over time only, 3x1x1) as VideoLDM's and SVD's
+    # temporal ResNets; 3 (3x3x3) is 9x the parameters (1.25 B at SD width) and was the
+    # default before: such checkpoints say 3 in their config and load as trained.
+    spatial_kernel: int = 1
     fps_embedding: bool = True
     image_embed_dim: int | None = None  # CLIP image embedding size for the projector
     num_image_tokens: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("temporal_kernel", "spatial_kernel"):
+            kernel = getattr(self, name)
+            if kernel < 1 or kernel % 2 == 0:  # same padding keeps the frame count only for odd kernels
+                raise ValueError(f"{name} must be a positive odd number, got {kernel}")
+        for name in ("head_dim", "num_image_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.ff_mult < 0:
+            raise ValueError(f"ff_mult must be 0 (no feed-forward) or more, got {self.ff_mult}")
 
 
 @dataclass

@@ -246,13 +246,14 @@ class TemporalAttention(nn.Module):
 
 
 class TemporalConvBlock(nn.Module):
-    """VideoLDM 3D-conv residual block: (GroupNorm, SiLU, Conv3d) x 2 plus skip.
+    """VideoLDM temporal residual block: (GroupNorm, SiLU, Conv3d) x 2 plus skip; the
+    kernels span ``temporal_kernel`` frames and ``spatial_kernel`` pixels (1: time only).
 
     The last conv starts at zero, so the block starts as identity: merged with the spatial
     path by :class:`AlphaBlend` the invariant then holds for any alpha.
     """
 
-    def __init__(self, channels: int, norm_groups: int, temporal_kernel: int = 3, spatial_kernel: int = 3) -> None:
+    def __init__(self, channels: int, norm_groups: int, temporal_kernel: int = 3, spatial_kernel: int = 1) -> None:
         super().__init__()
         kernel = (temporal_kernel, spatial_kernel, spatial_kernel)
         padding = tuple(k // 2 for k in kernel)

@@ -8,7 +8,6 @@ without the original 2D checkpoint.
 
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -35,6 +34,18 @@ class VideoUNetOutput(BaseOutput):
 def public_config(config: dict[str, Any]) -> dict[str, Any]:
     """A diffusers config without its private bookkeeping keys (``_class_name``...)."""
     return {key: value for key, value in dict(config).items() if not key.startswith("_")}
+
+
+def sharing(module: ModelMixin) -> ModelMixin:
+    """A new module of ``module``'s class and config whose parameters and buffers are views
+    of ``module``'s tensors: built on the meta device (no memory), then assigned."""
+    with torch.device("meta"):
+        twin = type(module).from_config(module.config)
+    twin.load_state_dict(module.state_dict(), strict=True, assign=True)
+    left = [name for name, tensor in [*twin.named_parameters(), *twin.named_buffers()] if tensor.is_meta]
+    if left:
+        raise RuntimeError(f"{type(module).__name__} has tensors outside its state dict: {left[:3]}")
+    return twin.train(module.training)
 
 
 def batch_timesteps(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
@@ -73,9 +84,10 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_unet2d(cls, unet2d: UNet2DConditionModel, variant: Variant = "make_a_video", **options) -> VideoUNet:
-        """Inflate a copy of ``unet2d`` (hooks must not leak into the caller's 2D model)."""
-        spatial = copy.deepcopy(unet2d)
-        return cls(unet_config=public_config(spatial.config), variant=variant, options=options, unet=spatial)
+        """Inflate ``unet2d`` without copying its weights (a copy doubled peak memory at SD
+        width): the spatial layers are new modules, so the temporal hooks stay off the
+        caller's model, holding the same tensors, so training spatial weights changes both."""
+        return cls(unet_config=public_config(unet2d.config), variant=variant, options=options, unet=sharing(unet2d))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> VideoUNet:

@@ -65,18 +65,46 @@ class _StageBlock(_Block):
     num_frames: int = Field(16, ge=1)
 
 
+# The inflation options each variant's layers read (modeling.inflation); setting another is an error.
+VARIANT_KNOBS: dict[str, tuple[str, ...]] = {
+    "make_a_video": ("head_dim", "ff_mult", "temporal_kernel"),
+    "videoldm": ("head_dim", "ff_mult", "temporal_kernel", "spatial_kernel"),
+    "lavie": (),  # the host block's own heads, rotary on 32 channels, 32 relative-position buckets
+}
+
+
 class _DiffusionStage(_StageBlock):
     variant: Variant = "make_a_video"
     freeze: FreezePolicy = "spatial_frozen"
     prediction_type: PredictionType = "epsilon"
-    head_dim: int = Field(64, ge=1, description="channels per temporal attention head")
+    head_dim: int = Field(64, ge=1, description="channels per temporal attention head (make_a_video, videoldm)")
+    ff_mult: int = Field(0, ge=0, description="feed-forward width after temporal attention, x channels; 0: none")
+    temporal_kernel: int = Field(3, ge=1, description="frames each temporal conv spans, odd (make_a_video, videoldm)")
+    spatial_kernel: int = Field(
+        1, ge=1, description="videoldm: pixels its temporal conv spans, odd; 1: over time only (3x1x1, VideoLDM/SVD)"
+    )
     condition_on_fps: bool = True
+
+    @model_validator(mode="after")
+    def _knobs_fit_variant(self) -> "_DiffusionStage":
+        for name in ("temporal_kernel", "spatial_kernel"):
+            if getattr(self, name) % 2 == 0:
+                raise ValueError(f"{name} must be odd (same padding keeps the frame count), got {getattr(self, name)}")
+        foreign = sorted(set(self.model_fields_set) & set(VARIANT_KNOBS["videoldm"]) - set(VARIANT_KNOBS[self.variant]))
+        if foreign:
+            raise ValueError(f"variant {self.variant} has no {', '.join(foreign)} (it applies to other variants)")
+        return self
+
+    def inflation_options(self) -> dict[str, int]:
+        """The shape-changing options this stage's variant reads, for ``modeling.inflate``."""
+        return {name: getattr(self, name) for name in VARIANT_KNOBS[self.variant]}
 
 
 class BaseStage(_DiffusionStage):
     image_conditioning: bool = Field(
         True, description="condition on the CLIP image embedding of a frame (text-free video, Make-A-Video)"
     )
+    num_image_tokens: int = Field(4, ge=1, description="context tokens the image embedding is projected to")
 
 
 class InterpolationStage(_DiffusionStage):

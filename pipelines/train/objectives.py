@@ -233,19 +233,19 @@ def encoder_needs(stage: str, config: TrainConfig) -> dict[str, bool]:
 
 
 def _video_unet(unet2d: UNet2DConditionModel, stage_config: Any, **options: Any) -> VideoUNet:
-    return inflate(
-        unet2d, stage_config.variant, head_dim=stage_config.head_dim, fps_embedding=stage_config.condition_on_fps, **options
-    )
+    knobs = stage_config.inflation_options()
+    return inflate(unet2d, stage_config.variant, fps_embedding=stage_config.condition_on_fps, **knobs, **options)
 
 
 def _superres_unet2d(pretrained: str, max_noise_level: int) -> UNet2DConditionModel:
     """The T2I UNet with a class embedding for the noise level (SD x4 upscaler layout),
     zero-initialised so the pretrained behaviour is where training starts."""
     spatial = UNet2DConditionModel.from_pretrained(pretrained, subfolder="unet")
-    widened = UNet2DConditionModel.from_config({**spatial.config, "num_class_embeds": max_noise_level})
-    widened.load_state_dict(spatial.state_dict(), strict=False)
-    nn.init.zeros_(widened.class_embedding.weight)
-    return widened
+    # Added in place (config follows, as VideoUNet.widen_input): a widened copy doubled peak memory.
+    spatial.class_embedding = nn.Embedding(max_noise_level, spatial.time_embedding.linear_2.out_features)
+    nn.init.zeros_(spatial.class_embedding.weight)
+    spatial.register_to_config(num_class_embeds=max_noise_level)
+    return spatial
 
 
 def build_objective(stage: str, config: TrainConfig, encoders: FrozenEncoders) -> Objective:
@@ -255,7 +255,7 @@ def build_objective(stage: str, config: TrainConfig, encoders: FrozenEncoders) -
         unet2d = UNet2DConditionModel.from_pretrained(pretrained, subfolder="unet")
     if stage == "base":
         image_dim = encoders.image_embed_dim if settings.image_conditioning else None
-        unet = _video_unet(unet2d, settings, image_embed_dim=image_dim)
+        unet = _video_unet(unet2d, settings, image_embed_dim=image_dim, num_image_tokens=settings.num_image_tokens)
         apply_freeze_policy(unet, settings.freeze)
         return BaseObjective(unet, settings.prediction_type, settings.condition_on_fps)
     if stage == "interpolation":

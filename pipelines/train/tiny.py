@@ -141,7 +141,7 @@ def tiny_train_config(pretrained: str | Path, name: str = "tiny", **overrides: A
         data=dict(batch_size=2, fps_min=2.0, fps_max=24.0, prefetch_batches=1),
         base=dict(small),
         interpolation={**small, "num_frames": 5, "factor": 2},
-        superres=dict(small),
+        superres={key: value for key, value in small.items() if key != "head_dim"},  # lavie: the block's heads
         vae_decoder=dict(steps=3, width=32, height=32, num_frames=4, discriminator_channels=8, discriminator_layers=2),
         prior=dict(steps=3, width=32, height=32, num_layers=1, num_attention_heads=2, attention_head_dim=8),
     )

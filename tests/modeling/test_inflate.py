@@ -77,11 +77,39 @@ def test_variant_layers(tiny_unet2d):
     assert {m.positions for m in lavie.modules() if isinstance(m, TemporalAttention)} == {"rope"}
 
 
-def test_inflation_leaves_2d_unet_untouched(tiny_unet2d):
+def test_inflation_leaves_2d_unet_untouched_and_shares_its_weights(tiny_unet2d):
     before = {k: v.clone() for k, v in tiny_unet2d.state_dict().items()}
-    modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
     assert all(not m._forward_hooks for m in tiny_unet2d.modules())
     assert all(torch.equal(before[k], v) for k, v in tiny_unet2d.state_dict().items())
+    spatial = video_unet.unet.state_dict()
+    assert all(spatial[k].data_ptr() == v.data_ptr() for k, v in tiny_unet2d.state_dict().items())  # no copy
+
+
+def test_videoldm_conv_spans_time_only_unless_the_config_says(tiny_unet2d, tmp_path):
+    """3x1x1 kernels by default (VideoLDM, SVD); a model saved with 3x3x3 loads back as 3x3x3."""
+    def kernels(model):
+        return {m.kernel_size for m in model.modules() if isinstance(m, FrameConv3d)}
+
+    def temporal_count(model):
+        return sum(p.numel() for _, p in modeling.freeze.temporal_parameters(model))
+
+    default = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+    old = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8, spatial_kernel=3, temporal_kernel=5)
+    assert kernels(default) == {(3, 1, 1)} and kernels(old) == {(5, 3, 3)}
+    assert temporal_count(old) > 5 * temporal_count(default)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for block in (m for m in old.modules() if isinstance(m, TemporalConvBlock)):
+            block.layers[-1].weight.normal_(0, 0.1)
+    old.save_pretrained(tmp_path, safe_serialization=True)
+    loaded = modeling.VideoUNet.from_pretrained(tmp_path).eval()
+    assert kernels(loaded) == {(5, 3, 3)}
+    sample, text = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 7, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(sample, 10, text).sample, old.eval()(sample, 10, text).sample)
+    with pytest.raises(ValueError, match="spatial_kernel must be a positive odd number"):
+        modeling.inflate(tiny_unet2d, "videoldm", spatial_kernel=2)
 
 
 def test_videoldm_is_the_2d_model_for_any_alpha(tiny_unet2d):

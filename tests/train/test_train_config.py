@@ -39,6 +39,26 @@ def test_bad_settings_fail_loudly(bad):
         TrainConfig(**bad)
 
 
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"interpolation": {"spatial_kernel": 2}}, "spatial_kernel must be odd"),
+        ({"base": {"spatial_kernel": 3}}, "variant make_a_video has no spatial_kernel"),
+        ({"superres": {"head_dim": 8, "temporal_kernel": 3}}, "variant lavie has no head_dim, temporal_kernel"),
+    ],
+)
+def test_variant_knobs_validate(bad, message):
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig(**bad)
+
+
+def test_variant_knobs_reach_the_inflation_options():
+    config = TrainConfig(interpolation={"spatial_kernel": 3, "ff_mult": 2}, base={"temporal_kernel": 5})
+    assert config.interpolation.inflation_options() == {"head_dim": 64, "ff_mult": 2, "temporal_kernel": 3, "spatial_kernel": 3}
+    assert config.base.inflation_options() == {"head_dim": 64, "ff_mult": 0, "temporal_kernel": 5}
+    assert TrainConfig().superres.inflation_options() == {}
+
+
 def test_train_section_in_settings_names_the_key(tmp_path):
     config_file = tmp_path / "t2v.yaml"
     config_file.write_text("train:\n  optim:\n    lr: -1\n")
