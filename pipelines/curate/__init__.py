@@ -1,22 +1,26 @@
-"""Curation stages: split, transcode, filters, captions, pseudo-videos, dedup.
+"""Curation: one list of stages over the clips a video is cut into.
 
 The job (:mod:`pipelines.curate.job`) cuts each sample once (:mod:`~pipelines.curate.cut`: decode,
-shots, transcode, motion and perceptual hash while the frames are in memory), scores the clips with
-the model stages (:mod:`~pipelines.curate.annotate`), then applies every rule to the stored scores
-(:mod:`~pipelines.curate.select`). Each config block marks its ``keep_fields`` (thresholds): they are
-left out of the resume keys, so changing one re-applies the rules and recomputes nothing.
+shots, transcode), then runs its list of stages (:mod:`~pipelines.curate.stage`: ``setup`` once per
+worker, ``process`` adds columns, ``keep`` decides). Each stage owns its config block, whose
+``keep_fields`` (thresholds) are left out of the resume keys, so changing one re-applies every
+``keep`` to the stored columns and recomputes nothing.
 
-=====================  ======================================  =========================================
-model stage            reads                                   writes
-=====================  ======================================  =========================================
-NSFWFilter             keyframes                               nsfw_score, nsfw_clip_score
-ToxicityFilter         caption, label                          toxicity_score
-WatermarkFilter        keyframes                               watermark_score
-AestheticFilter        keyframes                               aesthetic_score
-LabelCaptioner         caption, label, caption_source          caption, caption_source
-LLMParaphraser         caption, caption_source, id             caption, caption_source, label_caption
-VLMCaptioner           caption, keyframes                      caption, caption_source
-=====================  ======================================  =========================================
+================  ========  ====================================  =========================================
+stage             runs in   reads                                 writes
+================  ========  ====================================  =========================================
+SizeFilter        select    source_width/height, duration         (rule only)
+MotionFilter      cut       frames                                motion_score
+BlurFilter        cut       frames                                blur_score
+LabelCaptioner    annotate  caption, label, caption_source        caption, caption_source
+LLMParaphraser    annotate  caption, caption_source, id           caption, caption_source, label_caption
+VLMCaptioner      annotate  caption, keyframes                    caption, caption_source
+NSFWFilter        annotate  keyframes                             nsfw_score, nsfw_clip_score
+ToxicityFilter    annotate  caption, label                        toxicity_score
+WatermarkFilter   annotate  keyframes                             watermark_score
+AestheticFilter   annotate  keyframes                             aesthetic_score
+DedupStage        cut       frames                                phash (rule: near-duplicates of kept rows)
+================  ========  ====================================  =========================================
 
 Imports are lazy so ``import pipelines.curate`` does not load cv2, torch or transformers.
 """
@@ -34,6 +38,11 @@ _EXPORTS = {
     "resize_frames": "pipelines.curate.transcode",
     "transcode_clip": "pipelines.curate.transcode",
     "motion_score": "pipelines.curate.motion",
+    "Stage": "pipelines.curate.stage",
+    "SizeFilter": "pipelines.curate.filters",
+    "MotionFilter": "pipelines.curate.motion",
+    "BlurFilter": "pipelines.curate.blur",
+    "DedupStage": "pipelines.curate.dedup",
     "NSFWFilter": "pipelines.curate.filters",
     "ToxicityFilter": "pipelines.curate.filters",
     "WatermarkFilter": "pipelines.curate.filters",

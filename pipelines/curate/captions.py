@@ -1,6 +1,6 @@
 """Captions and their provenance (``caption_source``).
 
-Order of precedence, one Ray Data stage each:
+Order of precedence, one stage each (:mod:`pipelines.curate.stage`, run in the annotate actors):
 1. ``manifest``: the caption that came with the sample is kept.
 2. ``label_template``: an action label becomes one sentence per class (UCF-101 sentences built in).
 3. ``llm``: a causal LM paraphrases template captions, as VidRD does for action-recognition sets.
@@ -18,9 +18,11 @@ from collections import Counter
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from pipelines.curate.config import CaptionConfig
-from pipelines.curate.frames import batch_length, iter_frame_stacks, keyframe_indices, stable_seed
+from pipelines.curate.frames import batch_length, iter_frame_stacks, keyframe_indices, object_column, stable_seed
+from pipelines.curate.stage import Stage
 from pipelines.ucf101 import UCF101_CLASSES, ucf101_prompt
 
 MANIFEST, LABEL_TEMPLATE, LLM, VLM = "manifest", "label_template", "llm", "vlm"
@@ -46,31 +48,27 @@ def _has_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _object_column(values: Sequence[Any]) -> np.ndarray:
-    column = np.empty(len(values), dtype=object)
-    column[:] = list(values)
-    return column
-
-
 def _row_ids(batch: dict[str, np.ndarray]) -> list[str]:
     ids = batch.get("id")
     return [str(i) for i in ids] if ids is not None else [str(i) for i in range(batch_length(batch))]
 
 
-class LabelCaptioner:
+class CaptionStage(Stage):
+    """Base of the captioners: they share ``curate.caption`` and the caption columns, and drop nothing."""
+
+    block = "caption"
+    config_class = CaptionConfig
+    runs_in = "annotate"
+    columns = (("caption", pa.string()), ("caption_source", pa.string()))
+    drops = False
+
+
+class LabelCaptioner(CaptionStage):
     """Keeps manifest captions; captions labelled rows without one from the label."""
 
     name = "caption_label"
-    skipped_reason = None
 
-    @classmethod
-    def skip_reason(cls, config: CaptionConfig) -> str | None:
-        return None
-
-    def __init__(self, config: CaptionConfig | dict | None = None):
-        self.config = CaptionConfig.model_validate(config or {})
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = batch_length(batch)
         captions = list(batch.get("caption", [None] * n))
         labels = list(batch.get("label", [None] * n))
@@ -82,36 +80,28 @@ class LabelCaptioner:
                 captions[i], sources[i] = label_caption(labels[i], self.config), LABEL_TEMPLATE
             else:
                 captions[i], sources[i] = None, None
-        return {**batch, "caption": _object_column(captions), "caption_source": _object_column(sources)}
+        return {**batch, "caption": object_column(captions), "caption_source": object_column(sources)}
 
 
-class LLMParaphraser:
+class LLMParaphraser(CaptionStage):
     """Rewrites ``label_template`` captions with a transformers causal LM (``caption_source = "llm"``).
 
     The template caption stays in ``label_caption``. Empty generations keep the template caption.
     """
 
     name = "caption_llm"
-
-    def __init__(self, config: CaptionConfig | dict | None = None):
-        self.config = CaptionConfig.model_validate(config or {})
-        self.model = None
-        if self.config.llm_path is not None:
-            self._load(self.config.llm_path)
-
-    @property
-    def skipped_reason(self) -> str | None:
-        return self.skip_reason(self.config)
+    model = None  # until setup()
 
     @classmethod
     def skip_reason(cls, config: CaptionConfig) -> str | None:
         return None if config.llm_path else "LLM paraphrasing skipped: no model configured (caption.llm_path)"
 
-    def _load(self, path: str) -> None:
+    def setup(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from modeling.scorers import default_device
 
+        path = self.config.llm_path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         # decoder-only models continue the last token, so pad on the left
         self.tokenizer.padding_side = "left"
@@ -148,7 +138,7 @@ class LLMParaphraser:
             out += [_first_line(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
         return out
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = batch_length(batch)
         captions = list(batch.get("caption", [None] * n))
         sources = list(batch.get("caption_source", [None] * n))
@@ -162,9 +152,9 @@ class LLMParaphraser:
                     label_captions[i], captions[i], sources[i] = captions[i], text, LLM
         return {
             **batch,
-            "caption": _object_column(captions),
-            "caption_source": _object_column(sources),
-            "label_caption": _object_column(label_captions),
+            "caption": object_column(captions),
+            "caption_source": object_column(sources),
+            "label_caption": object_column(label_captions),
         }
 
 
@@ -173,7 +163,7 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else ""
 
 
-class VLMCaptioner:
+class VLMCaptioner(CaptionStage):
     """Captions rows that have no caption from k keyframes (``caption_source = "vlm"``).
 
     Each keyframe is captioned; the most frequent caption wins, ties going to the frame nearest the
@@ -181,26 +171,19 @@ class VLMCaptioner:
     """
 
     name = "caption_vlm"
-
-    def __init__(self, config: CaptionConfig | dict | None = None):
-        self.config = CaptionConfig.model_validate(config or {})
-        self.model = None
-        if self.config.vlm_path is not None:
-            self._load(self.config.vlm_path)
-
-    @property
-    def skipped_reason(self) -> str | None:
-        return self.skip_reason(self.config)
+    reads_keyframes = True
+    model = None  # until setup()
 
     @classmethod
     def skip_reason(cls, config: CaptionConfig) -> str | None:
         return None if config.vlm_path else "VLM captioning skipped: no model configured (caption.vlm_path)"
 
-    def _load(self, path: str) -> None:
+    def setup(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         from modeling.scorers import default_device
 
+        path = self.config.vlm_path
         self.processor = AutoProcessor.from_pretrained(path)
         self.device = default_device()
         self.model = AutoModelForImageTextToText.from_pretrained(path).to(self.device).eval()
@@ -228,7 +211,7 @@ class VLMCaptioner:
         keyframes = frames[keyframe_indices(len(frames), self.config.num_keyframes)]
         return _consensus(self.caption_images(list(keyframes)))
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = batch_length(batch)
         captions = list(batch.get("caption", [None] * n))
         sources = list(batch.get("caption_source", [None] * n))
@@ -238,7 +221,7 @@ class VLMCaptioner:
                     text = self.caption_clip(frames)
                     if text:
                         captions[i], sources[i] = text, VLM
-        return {**batch, "caption": _object_column(captions), "caption_source": _object_column(sources)}
+        return {**batch, "caption": object_column(captions), "caption_source": object_column(sources)}
 
 
 def _consensus(captions: list[str]) -> str:

@@ -118,6 +118,15 @@ class MotionConfig(StageConfig):
     max_score: float = Field(0.2, gt=0, description="above: jittery / shaking clip (calibrated for frame_diff)")
 
 
+class BlurConfig(StageConfig):
+    keep_fields = frozenset({"min_score"})
+    num_frames: int = Field(3, ge=1, description="frames per clip scored, at the centres of equal segments")
+    # Laplacian variance grows with resolution and edge density, so no one threshold suits every
+    # dataset: by default every clip is scored (about a millisecond on frames already in memory) and
+    # none is dropped; pick min_score from the blur_score histogram, and a change recomputes nothing.
+    min_score: float = Field(0.0, ge=0, description="below: blurry clip (median Laplacian variance of the scored frames)")
+
+
 class SizeConfig(StageConfig):
     keep_fields = frozenset({"min_short_side", "min_seconds", "max_seconds", "max_aspect_ratio"})
     min_short_side: int = Field(128, ge=1)
@@ -172,6 +181,7 @@ class CurateConfig(StageConfig):
     transcode: TranscodeConfig = TranscodeConfig()
     size: SizeConfig = SizeConfig()
     motion: MotionConfig = MotionConfig()
+    blur: BlurConfig = BlurConfig()
     nsfw: NSFWConfig = NSFWConfig()
     toxicity: ToxicityConfig = ToxicityConfig()
     watermark: WatermarkConfig = WatermarkConfig()

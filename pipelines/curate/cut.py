@@ -4,8 +4,8 @@ A video is decoded once, in chunks, at its transcode size; the frames feed the s
 detector and the clips are cut from the same frames as soon as their shot is closed,
 so memory holds one chunk plus the open shot (long shots are cut into pieces as they
 grow). An image becomes a pseudo-video by zoom and pan. Each clip is encoded to
-H.264, stored in the blob store, and scored for motion and perceptual hash while its
-frames are in memory.
+H.264, stored in the blob store, and run through the job's ``cut`` stages (motion, blur,
+perceptual hash) while its frames are in memory.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.curate.config import CurateConfig
-from pipelines.curate.dedup import hash_frames
-from pipelines.curate.frames import stable_seed
-from pipelines.curate.motion import motion_score
+from pipelines.curate.frames import object_column, stable_seed
 from pipelines.curate.pseudo_video import pseudo_video
 from pipelines.curate.split import ShotDetector, clip_ranges
+from pipelines.curate.stage import FRAMES, Stage, set_up, stored_schema
 from pipelines.curate.transcode import encode_clip, output_fps, output_size, transcode_frames
 from pipelines.curate.workdir import StageParts
 from storage import media
@@ -32,8 +31,9 @@ from storage.location import StorageLocation
 
 STAGE = "curate.cut"
 
-# One schema for every outcome, so a part file records finished samples even when they gave no clip.
-CUT_SCHEMA = pa.schema(
+# One schema for every outcome, so a part file records finished samples even when they gave no
+# clip; the cut stages' columns follow (cut_schema).
+OUTCOME_FIELDS = (
     [
         ("status", pa.string()),  # clip | dropped | quarantine
         ("sample_id", pa.string()),
@@ -56,24 +56,31 @@ CUT_SCHEMA = pa.schema(
         ("source_height", pa.int32()),
         ("caption", pa.string()),
         ("label", pa.string()),
-        ("motion_score", pa.float64()),
-        ("phash", pa.list_(pa.uint64())),
     ]
 )
 
 
-def cut_batch(batch: pa.Table, location: StorageLocation, config: CurateConfig, parts: StageParts, salt: str) -> pa.Table:
-    """Ray Data function: sample rows -> every outcome written to ``parts``; the clips are returned."""
+def cut_schema(stages: Sequence[Stage]) -> pa.Schema:
+    return pa.schema([*OUTCOME_FIELDS, *stored_schema(stages)])
+
+
+def cut_batch(batch: pa.Table, location: StorageLocation, config: CurateConfig, stages: Sequence[Stage],
+              parts: StageParts, salt: str) -> pa.Table:
+    """Ray Data function: sample rows -> every outcome written to ``parts``; the clips are returned.
+
+    ``stages`` are the cut stages; a task is short-lived, so each task sets them up (they load nothing).
+    """
     blobs = BlobStore(location)
+    stages = set_up(stages)
     rows: list[dict[str, Any]] = []
     for sample in batch.to_pylist():
-        rows += cut_sample(sample, blobs, config, salt)
-    outcomes = pa.Table.from_pylist(rows, schema=CUT_SCHEMA)
+        rows += cut_sample(sample, blobs, config, stages, salt)
+    outcomes = pa.Table.from_pylist(rows, schema=cut_schema(stages))
     parts.write(outcomes)
     return outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
 
 
-def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) -> list[dict[str, Any]]:
+def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, stages: Sequence[Stage], salt: str) -> list[dict[str, Any]]:
     """Every outcome of one sample: its clips, or one dropped / quarantine row with the reason."""
     base = {"sample_id": sample["id"], "source_uri": sample["source_uri"]}
     rows = []
@@ -82,7 +89,8 @@ def cut_sample(sample: dict, blobs: BlobStore, config: CurateConfig, salt: str) 
             clips = [_pseudo_clip(path, sample, config)] if sample["kind"] == "image" else _video_clips(path, sample, config)
             for frames, fps, fields in clips:
                 row_id = clip_id(sample["id"], fields["start_frame"], fields["end_frame"], salt)
-                rows.append({**base, **fields, "id": row_id, **_store_clip(frames, fps, sample, blobs, config)})
+                rows.append({**base, **fields, "id": row_id, **_store_clip(frames, fps, sample, blobs, config),
+                             **_frame_columns(frames, fps, stages)})
     except media.MediaError as exc:
         # clips cut before the failure are dropped with it: a sample is curated whole or not at all
         return [{**base, "status": "quarantine", "error": type(exc).__name__, "reason": exc.reason}]
@@ -105,18 +113,24 @@ def _store_clip(frames: Sequence[np.ndarray], fps: float, sample: dict, blobs: B
         "source_height": sample["height"],
         "caption": sample["caption"],
         "label": sample["label"],
-        "motion_score": motion_score(frames, fps, config.motion),
-        "phash": hash_frames(frames, config.dedup.num_keyframes, _hash_method(config)).tolist(),
     }
+
+
+def _frame_columns(frames: Sequence[np.ndarray], fps: float, stages: Sequence[Stage]) -> dict[str, Any]:
+    """The cut stages' columns of one clip, a batch of one: the clip's frames are in memory now."""
+    batch = {FRAMES: object_column([frames]), "fps": np.array([fps])}
+    for stage in stages:
+        batch = stage.process(batch)
+    return {name: _scalar(batch[name][0]) for name, _ in stored_schema(stages)}
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def clip_id(sample_id: str, start: int, end: int, salt: str) -> str:
     """Same sample, same range, same cut settings -> same id, in every run."""
     return stable_id(sample_id, start, end, salt)
-
-
-def _hash_method(config: CurateConfig) -> str:
-    return config.dedup.method if config.dedup.method in ("phash", "dhash") else "phash"
 
 
 def _pseudo_clip(path: str, sample: dict, config: CurateConfig) -> tuple[np.ndarray, float, dict]:

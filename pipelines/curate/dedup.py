@@ -11,12 +11,15 @@ batch order, and previously kept rows can be passed in so a resumed run dedups a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
+import pyarrow as pa
 
 from pipelines.curate.config import DedupConfig
+from pipelines.curate.frames import object_column
+from pipelines.curate.stage import FRAMES, Stage
 
 _BITS = 1 << np.arange(64, dtype=np.uint64)
 
@@ -117,3 +120,31 @@ def select_unique(
         kept_rows += [features[members[p]] for p in block_kept]
         kept_names += [ids[members[p]] for p in block_kept]
     return DedupResult(keep=keep, duplicate_of=duplicate_of)
+
+
+class DedupStage(Stage):
+    """Perceptual hashes of each clip's keyframes, taken in the cut task; keeps one clip per group
+    of near-duplicates among the rows every earlier stage kept."""
+
+    name = block = "dedup"
+    config_class = DedupConfig
+    runs_in = "cut"
+    columns = (("phash", pa.list_(pa.uint64())),)
+
+    @classmethod
+    def skip_reason(cls, config: DedupConfig) -> str | None:
+        return "CLIP dedup needs embeddings; perceptual hash used" if config.method == "clip" else None
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        method = self.config.method if self.config.method in HASHES else "phash"
+        hashes = [hash_frames(frames, self.config.num_keyframes, method).tolist() for frames in batch[FRAMES]]
+        return {**batch, "phash": object_column(hashes)}
+
+    def drop_reasons(self, rows: Sequence[Mapping[str, Any]]) -> list[str | None]:
+        if not rows:
+            return []
+        # prefer real footage over pseudo-videos, then longer clips
+        priority = [(0.0 if r["pseudo"] else 1e6) + r["duration"] for r in rows]
+        hashes = np.array([r["phash"] for r in rows], dtype=np.uint64)
+        result = select_unique([r["id"] for r in rows], hashes, self.config, priority=priority)
+        return [None if keep else "near_duplicate" for keep in result.keep]

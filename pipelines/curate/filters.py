@@ -1,153 +1,80 @@
-"""Filters: each writes a score column, and a rule turns a row's scores into keep / drop reason.
+"""Filter stages: each scores clips into its columns, and ``keep`` turns a row's scores into a decision.
 
-Model stages are Ray Data ``map_batches`` classes: the model loads once in ``__init__`` and
-``__call__`` scores a numpy batch (``keyframes`` column, see :mod:`pipelines.curate.frames`).
-A model stage without configured weights is *skipped*: it writes NaN scores, its rule keeps the
-row, and ``skipped_reason`` says why in plain words so the funnel can report it.
+The model stages run in the annotate actors (:mod:`pipelines.curate.stage`): the model loads once
+in ``setup`` and ``process`` scores a numpy batch (``keyframes`` column, see
+:mod:`pipelines.curate.frames`). A model stage without configured weights is *skipped*: it writes
+NaN scores, its ``keep`` keeps the row, and ``skipped_reason`` says why in plain words so the
+funnel can report it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
+import pyarrow as pa
 
-from pipelines.curate.config import (
-    AestheticConfig,
-    NSFWConfig,
-    SizeConfig,
-    StageConfig,
-    ToxicityConfig,
-    WatermarkConfig,
-)
+from pipelines.curate.config import AestheticConfig, NSFWConfig, SizeConfig, ToxicityConfig, WatermarkConfig
 from pipelines.curate.frames import batch_length, iter_frame_stacks, rgb_to_bgr, select_keyframes
-from pipelines.curate.motion import decide as decide_motion
-
-Decision = tuple[bool, "str | None"]
+from pipelines.curate.stage import Stage, score
 
 
-def _score(row: Mapping[str, Any], column: str) -> float | None:
-    """A finite score from the row, or None when the stage did not score it (missing / skipped)."""
-    value = row.get(column)
-    if value is None:
+class SizeFilter(Stage):
+    """Judges the source media from the cut's columns: a pseudo-video's duration is made up, so
+    images are judged by size alone."""
+
+    name = block = "size"
+    config_class = SizeConfig
+    runs_in = "select"
+
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        width, height = int(row["source_width"]), int(row["source_height"])
+        if min(width, height) < self.config.min_short_side:
+            return "too_small"
+        if max(width, height) / min(width, height) > self.config.max_aspect_ratio:
+            return "bad_aspect_ratio"
+        duration = None if row["pseudo"] else score(row, "duration")
+        if duration is not None and duration < self.config.min_seconds:
+            return "too_short"
+        if duration is not None and self.config.max_seconds is not None and duration > self.config.max_seconds:
+            return "too_long"
         return None
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
-# --- rules: row -> (keep, reason) ----------------------------------------------------------------
+class ScoreStage(Stage):
+    """Base of the model filters: NaN scores when skipped, score columns as float64 arrays."""
 
+    runs_in = "annotate"
+    reads_keyframes = True
 
-def decide_size(row: Mapping[str, Any], config: SizeConfig) -> Decision:
-    width, height = int(row["width"]), int(row["height"])
-    if min(width, height) < config.min_short_side:
-        return False, "too_small"
-    if max(width, height) / min(width, height) > config.max_aspect_ratio:
-        return False, "bad_aspect_ratio"
-    duration = _score(row, "duration")
-    if duration is not None and duration < config.min_seconds:
-        return False, "too_short"
-    if duration is not None and config.max_seconds is not None and duration > config.max_seconds:
-        return False, "too_long"
-    return True, None
-
-
-def decide_nsfw(row: Mapping[str, Any], config: NSFWConfig) -> Decision:
-    detector, head = _score(row, "nsfw_score"), _score(row, "nsfw_clip_score")
-    if detector is not None and detector > config.threshold:
-        return False, "nsfw"
-    if head is not None and head > config.clip_head_threshold:
-        return False, "nsfw"
-    return True, None
-
-
-def decide_toxicity(row: Mapping[str, Any], config: ToxicityConfig) -> Decision:
-    score = _score(row, "toxicity_score")
-    return (False, "toxic_text") if score is not None and score > config.threshold else (True, None)
-
-
-def decide_watermark(row: Mapping[str, Any], config: WatermarkConfig) -> Decision:
-    score = _score(row, "watermark_score")
-    return (False, "watermark") if score is not None and score > config.threshold else (True, None)
-
-
-def decide_aesthetic(row: Mapping[str, Any], config: AestheticConfig) -> Decision:
-    score = _score(row, "aesthetic_score")
-    return (False, "low_aesthetic") if score is not None and score < config.min_score else (True, None)
-
-
-def _decide_motion_row(row: Mapping[str, Any], config) -> Decision:
-    score = _score(row, "motion_score")
-    return (True, None) if score is None else decide_motion(score, config)
-
-
-# funnel order: cheap metadata first, then what the models scored; keys are CurateConfig fields
-RULES: dict[str, Callable[[Mapping[str, Any], Any], Decision]] = {
-    "size": decide_size,
-    "motion": _decide_motion_row,
-    "nsfw": decide_nsfw,
-    "toxicity": decide_toxicity,
-    "watermark": decide_watermark,
-    "aesthetic": decide_aesthetic,
-}
-
-
-# --- model stages ---------------------------------------------------------------------------------
-
-
-class ScoreStage:
-    """Base of the model filters: config parsing, skip handling, score column plumbing."""
-
-    name: ClassVar[str]
-    score_columns: ClassVar[tuple[str, ...]]
-    config_class: ClassVar[type[StageConfig]]
-
-    def __init__(self, config: StageConfig | dict | None = None):
-        self.config = self.config_class.model_validate(config or {})
-        self._skipped_reason = self.skip_reason(self.config)
-        if self._skipped_reason is None:
-            self._load()
-
-    @property
-    def skipped_reason(self) -> str | None:
-        """None when the stage runs; otherwise why it does not (for the run summary)."""
-        return self._skipped_reason
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = batch_length(batch)
-        if self._skipped_reason is not None:
-            return {**batch, **{column: np.full(n, np.nan) for column in self.score_columns}}
+        if self.skipped_reason is not None:
+            return {**batch, **{column: np.full(n, np.nan) for column, _ in self.columns}}
         return {**batch, **{column: np.asarray(values, dtype=np.float64).reshape(n) for column, values in self.score(batch).items()}}
-
-    def decide(self, row: Mapping[str, Any]) -> Decision:
-        return RULES[self.name](row, self.config)
-
-    @classmethod
-    def skip_reason(cls, config: Any) -> str | None:
-        """Why a stage with this config does not run (decided from the config alone, no model loaded)."""
-        return None
-
-    def _load(self) -> None:
-        raise NotImplementedError
 
     def score(self, batch: dict[str, np.ndarray]) -> dict[str, list[float]]:
         raise NotImplementedError
+
+
+def _scores(*names: str) -> tuple[tuple[str, pa.DataType], ...]:
+    return tuple((name, pa.float64()) for name in names)
 
 
 class NSFWFilter(ScoreStage):
     """``nsfw_score``: max exposed-class probability of nudenet over the keyframes (0 when none found);
     ``nsfw_clip_score`` from the CLIP-embedding head when its weights are configured, else NaN."""
 
-    name = "nsfw"
-    score_columns = ("nsfw_score", "nsfw_clip_score")
+    name = block = "nsfw"
+    columns = _scores("nsfw_score", "nsfw_clip_score")
     config_class = NSFWConfig
 
     @classmethod
     def skip_reason(cls, config: NSFWConfig) -> str | None:
         return None if config.enabled else "NSFW filter disabled in config"
 
-    def _load(self) -> None:
+    def setup(self) -> None:
         self.detector = _single_threaded_nudenet()
         self.exposed = set(self.config.exposed_classes)
         self.head = None
@@ -160,6 +87,18 @@ class NSFWFilter(ScoreStage):
     @property
     def head_skipped_reason(self) -> str | None:
         return self.head_skip_reason(self.config)
+
+    def skipped(self) -> dict[str, str]:
+        head = self.head_skipped_reason
+        return {**super().skipped(), **({"nsfw_clip_head": head} if head else {})}
+
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        detector, head = score(row, "nsfw_score"), score(row, "nsfw_clip_score")
+        if detector is not None and detector > self.config.threshold:
+            return "nsfw"
+        if head is not None and head > self.config.clip_head_threshold:
+            return "nsfw"
+        return None
 
     @classmethod
     def head_skip_reason(cls, config: NSFWConfig) -> str | None:
@@ -229,15 +168,16 @@ class CandidateAnchors:
 class ToxicityFilter(ScoreStage):
     """``toxicity_score``: max offensive-text probability (alt-profanity-check) over the text columns."""
 
-    name = "toxicity"
-    score_columns = ("toxicity_score",)
+    name = block = "toxicity"
+    columns = _scores("toxicity_score")
     config_class = ToxicityConfig
+    reads_keyframes = False
 
     @classmethod
     def skip_reason(cls, config: ToxicityConfig) -> str | None:
         return None if config.enabled else "toxic-text filter disabled in config"
 
-    def _load(self) -> None:
+    def setup(self) -> None:
         # The model loads with the first text to score: importing it (sklearn) is most of an annotate
         # actor's start-up, and uncaptioned, unlabelled videos bring no text at all.
         self._predict_prob: Callable[[list[str]], np.ndarray] | None = None
@@ -255,6 +195,10 @@ class ToxicityFilter(ScoreStage):
         # a row without text has nothing offensive in it
         return _max_per_row(probabilities, [len(t) for t in texts_per_row], empty=0.0)
 
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        value = score(row, "toxicity_score")
+        return "toxic_text" if value is not None and value > self.config.threshold else None
+
 
 def _row_texts(batch: dict[str, np.ndarray], columns: tuple[str, ...]) -> list[list[str]]:
     present = [batch[c] for c in columns if c in batch]
@@ -265,8 +209,8 @@ def _row_texts(batch: dict[str, np.ndarray], columns: tuple[str, ...]) -> list[l
 class WatermarkFilter(ScoreStage):
     """``watermark_score``: max P(watermark) of LAION's classifier over the keyframes."""
 
-    name = "watermark"
-    score_columns = ("watermark_score",)
+    name = block = "watermark"
+    columns = _scores("watermark_score")
     config_class = WatermarkConfig
 
     @classmethod
@@ -275,7 +219,7 @@ class WatermarkFilter(ScoreStage):
             return "watermark filter skipped: no weights configured (watermark.weights_path)"
         return None
 
-    def _load(self) -> None:
+    def setup(self) -> None:
         from modeling.scorers import default_device, load_watermark_model
 
         self.model = load_watermark_model(self.config.weights_path).to(default_device())
@@ -287,12 +231,16 @@ class WatermarkFilter(ScoreStage):
         probabilities = [watermark_probability(self.model, stack, self.config.batch_size) for stack in stacks]
         return {"watermark_score": [float(p.max()) for p in probabilities]}
 
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        value = score(row, "watermark_score")
+        return "watermark" if value is not None and value > self.config.threshold else None
+
 
 class AestheticFilter(ScoreStage):
     """``aesthetic_score``: mean LAION aesthetic score over the keyframes' CLIP embeddings."""
 
-    name = "aesthetic"
-    score_columns = ("aesthetic_score",)
+    name = block = "aesthetic"
+    columns = _scores("aesthetic_score")
     config_class = AestheticConfig
 
     @classmethod
@@ -303,7 +251,7 @@ class AestheticFilter(ScoreStage):
             return "aesthetic filter skipped: no CLIP weights configured (aesthetic.clip_model_path)"
         return None
 
-    def _load(self) -> None:
+    def setup(self) -> None:
         from modeling.scorers import AestheticMLP, ClipImageEmbedder
 
         self.embedder = ClipImageEmbedder(self.config.clip_model, self.config.clip_model_path)
@@ -318,6 +266,10 @@ class AestheticFilter(ScoreStage):
             scores = self.mlp(torch.from_numpy(embeddings).to(self.embedder.device)).float().cpu().numpy()
         counts = np.cumsum([0] + [len(s) for s in stacks])
         return {"aesthetic_score": [float(scores[a:b].mean()) for a, b in zip(counts[:-1], counts[1:])]}
+
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        value = score(row, "aesthetic_score")
+        return "low_aesthetic" if value is not None and value < self.config.min_score else None
 
 
 def _keyframe_stacks(batch: dict[str, np.ndarray], k: int) -> list[np.ndarray]:

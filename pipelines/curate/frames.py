@@ -8,7 +8,7 @@ they do not (Ray Data's variable-shaped tensors); the stages iterate rows, so bo
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -41,6 +41,14 @@ def as_frame_stack(item: np.ndarray) -> np.ndarray:
 def iter_frame_stacks(batch: dict[str, np.ndarray], column: str = KEYFRAMES) -> Iterator[np.ndarray]:
     for item in batch[column]:
         yield as_frame_stack(item)
+
+
+def object_column(values: Sequence) -> np.ndarray:
+    """A 1-D object array, even when the items are same-shaped arrays numpy would stack."""
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        out[i] = value
+    return out
 
 
 def batch_length(batch: dict[str, np.ndarray]) -> int:

@@ -1,9 +1,12 @@
-"""The curate job: samples -> (cut, Ray tasks) -> (annotate, Ray actors) -> select (driver) -> tables.
+"""The curate job: an ordered list of stages (:mod:`pipelines.curate.stage`) over the clips the cut makes.
+
+samples -> cut (Ray tasks: decode, split, transcode, store, then the ``cut`` stages on the frames in
+memory) -> the ``annotate`` stages (Ray actors) -> every stage's ``keep`` in list order (driver) -> tables.
 
 Cut and annotate are one streaming Ray Data pipeline: the annotate actors load their models
 while the first videos are cut and score clips as soon as a video's clips are stored, so no
-CPU waits at a stage barrier. Both stages write their results as parts under ``work/curate/``
-keyed by a hash of the settings that shape them (thresholds excluded: they only decide what is
+CPU waits at a stage barrier. Both write their results as parts under ``work/curate/`` keyed by
+the compute fields of the stages that made them (thresholds excluded: they only decide what is
 kept), so a killed run resumes where it stopped, a changed setting recomputes only what it affects,
 and a threshold change re-applies the rules to the stored scores without Ray, models or decoding.
 The ``clips`` and ``funnel`` tables get a new version holding exactly this run's result; failures
@@ -22,16 +25,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
-from pipelines.curate.annotate import ANNOTATION_SCHEMA, BATCH as ANNOTATE_BATCH, Annotator, skipped_stages
+from pipelines.curate.annotate import BATCH as ANNOTATE_BATCH, Annotator, annotation_schema
+from pipelines.curate.blur import BlurFilter
+from pipelines.curate.captions import LabelCaptioner, LLMParaphraser, VLMCaptioner
 from pipelines.curate.config import CurateConfig
-from pipelines.curate.cut import CUT_SCHEMA, STAGE as CUT_STAGE, cut_batch
+from pipelines.curate.cut import STAGE as CUT_STAGE, cut_batch, cut_schema
+from pipelines.curate.dedup import DedupStage
+from pipelines.curate.filters import AestheticFilter, NSFWFilter, SizeFilter, ToxicityFilter, WatermarkFilter
+from pipelines.curate.motion import MotionFilter
 from pipelines.curate.select import FunnelStep, funnel_rows, select_clips
+from pipelines.curate.stage import Stage
 from pipelines.curate.workdir import StageParts
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
 from storage.catalog import Catalog, Manifest
 from storage.ids import stable_id
 from storage.schemas import CLIPS
+
+
+# The pipeline: a stage is registered by being here. Each stage's process runs where it says
+# (runs_in), in this order; its keep judges, in this order too, the rows the stages before kept:
+# cheap rules first, captions before the toxic-text filter reads them, dedup last.
+STAGES: tuple[type[Stage], ...] = (
+    SizeFilter, MotionFilter, BlurFilter,
+    LabelCaptioner, LLMParaphraser, VLMCaptioner, NSFWFilter, ToxicityFilter, WatermarkFilter, AestheticFilter,
+    DedupStage,
+)
+
+
+def build_stages(config: CurateConfig) -> list[Stage]:
+    return [stage.from_config(config) for stage in STAGES]
 
 
 # Another annotate actor starts once this many blocks (each one video's clips) wait per actor, not
@@ -88,8 +111,8 @@ class CurateSummary:
 
 
 def _hash(*parts: object) -> str:
-    """Key of a stage's stored results: only the fields that change what is computed, so a
-    threshold (a ``keep_fields`` entry) never invalidates scores or clips."""
+    """Key of stored results: only the fields that change what is computed, so a threshold (a
+    ``keep_fields`` entry) never invalidates scores or clips."""
     text = json.dumps([p.compute_fields() if hasattr(p, "compute_fields") else p for p in parts], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -103,30 +126,37 @@ def run_curate(settings: Settings, run_id: str, samples_version: int | None = No
     catalog.pin("samples", samples_manifest.version, run_id)  # the clips name it as their source: vacuum keeps it
     samples = catalog.read("samples", samples_manifest.version)
 
-    cut_salt = _hash(config.split, config.transcode, config.pseudo_video, config.motion, config.dedup.num_keyframes,
-                     config.dedup.method)
-    annotate_salt = _hash(cut_salt, config.caption, config.toxicity, config.nsfw, config.watermark, config.aesthetic)
-    cut_parts = StageParts(location, "curate", f"cut-{cut_salt}", key="sample_id")
-    annotate_parts = StageParts(location, "curate", f"annotate-{annotate_salt}", key="id")
+    stages = build_stages(config)
+    cut_stages = [s for s in stages if s.runs_in == "cut"]
+    annotate_stages = [s for s in stages if s.runs_in == "annotate"]
+    # Clip ids hash what makes a clip; each group's parts add the keys of the stages that scored them,
+    # so a changed frame stage re-cuts into the same clips and their model scores stay valid.
+    clip_salt = _hash(config.split, config.transcode, config.pseudo_video)
+    cut_key = _hash(clip_salt, *(s.key() for s in cut_stages))
+    annotate_key = _hash(clip_salt, *(s.key() for s in annotate_stages))
+    cut_parts = StageParts(location, "curate", f"cut-{cut_key}", key="sample_id")
+    annotate_parts = StageParts(location, "curate", f"annotate-{annotate_key}", key="id")
+    outcome_schema = cut_schema(cut_stages)
 
     done_samples = cut_parts.done_keys()
     sample_ids = set(samples.column("id").to_pylist())
     todo = samples.filter(pc.invert(pc.is_in(samples.column("id"), value_set=_strings(done_samples))))
     # clips cut by an earlier, killed run whose annotation never finished
-    cut_before = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
+    cut_before = _latest_per_sample(cut_parts.read(outcome_schema), sample_ids)
     unannotated = _unannotated_clips(cut_before, annotate_parts.done_keys())
     if len(todo) or len(unannotated):
         # nothing to cut or score (a threshold change): the rules below run on stored scores, no Ray
         with ray_session(settings.ray):
-            _run_stages(todo, unannotated, location, config, cut_parts, annotate_parts, cut_salt)
-    outcomes = _latest_per_sample(cut_parts.read(CUT_SCHEMA), sample_ids)
+            _run_stages(todo, unannotated, location, config, cut_stages, annotate_stages, cut_parts, annotate_parts,
+                        clip_salt)
+    outcomes = _latest_per_sample(cut_parts.read(outcome_schema), sample_ids)
     clip_rows = outcomes.filter(pc.equal(outcomes.column("status"), "clip"))
-    skipped = skipped_stages(config)
+    skipped = {name: reason for stage in stages for name, reason in stage.skipped().items()}
 
-    annotations = {r["id"]: r for r in annotate_parts.read(ANNOTATION_SCHEMA).to_pylist()}
+    annotations = {r["id"]: r for r in annotate_parts.read(annotation_schema(annotate_stages)).to_pylist()}
     clips = [{**row, **annotations[row["id"]]} for row in clip_rows.to_pylist()]
     others = [r for r in outcomes.to_pylist() if r["status"] != "clip"]
-    selection = select_clips(len(samples), others, clips, config, skipped)
+    selection = select_clips(len(samples), others, clips, stages, skipped)
 
     quarantine = [
         {"id": stable_id(CUT_STAGE, r["sample_id"]), "stage": CUT_STAGE, "source_uri": r["source_uri"],
@@ -166,15 +196,15 @@ def _unannotated_clips(outcomes: pa.Table, annotated: set[str]) -> pa.Table:
     return clips.filter(pc.invert(pc.is_in(clips.column("id"), value_set=_strings(annotated))))
 
 
-def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConfig, cut_parts: StageParts,
-                annotate_parts: StageParts, salt: str) -> None:
+def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConfig, cut_stages: list[Stage],
+                annotate_stages: list[Stage], cut_parts: StageParts, annotate_parts: StageParts, salt: str) -> None:
     """Cut ``samples`` and annotate their clips, plus ``clips`` left unannotated, in one streaming pass."""
     inputs = []
     if len(samples):
         # one sample per task: videos vary a lot in length, so small tasks balance the CPUs
         inputs.append(ray.data.from_arrow([samples.slice(i, 1) for i in range(len(samples))]).map_batches(
             cut_batch,
-            fn_kwargs={"location": location, "config": config, "parts": cut_parts, "salt": salt},
+            fn_kwargs={"location": location, "config": config, "stages": cut_stages, "parts": cut_parts, "salt": salt},
             batch_size=1,
             batch_format="pyarrow",
             num_cpus=1,
@@ -188,7 +218,7 @@ def _run_stages(samples: pa.Table, clips: pa.Table, location, config: CurateConf
     dataset = inputs[0].union(*inputs[1:]) if len(inputs) > 1 else inputs[0]
     annotated = dataset.map_batches(
         Annotator,
-        fn_constructor_kwargs={"location": location, "config": config, "parts": annotate_parts},
+        fn_constructor_kwargs={"location": location, "stages": annotate_stages, "parts": annotate_parts},
         batch_size=None,  # each block as it comes: the annotator slices it into batches itself
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors,
@@ -213,4 +243,4 @@ def _latest_per_sample(outcomes: pa.Table, sample_ids: set[str]) -> pa.Table:
     for sample_id in sorted(seen):
         unique = {r["id"] or r["status"]: r for r in seen[sample_id]}
         rows += list(unique.values())
-    return pa.Table.from_pylist(rows, schema=CUT_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=outcomes.schema)

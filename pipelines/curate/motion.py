@@ -8,13 +8,16 @@ clip (compression noise only) scores below ~0.001.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
+import pyarrow as pa
 
 from pipelines.curate.config import MotionConfig
+from pipelines.curate.stage import FRAMES, Stage, score
 from storage.media import resample_indices
+
 
 def _small_gray(frames: Sequence[np.ndarray], short_side: int) -> np.ndarray:
     height, width = frames[0].shape[:2]
@@ -50,9 +53,25 @@ def motion_score(frames: Sequence[np.ndarray], fps: float, config: MotionConfig)
     return float(per_step.mean())
 
 
-def decide(score: float, config: MotionConfig) -> tuple[bool, str | None]:
-    if score < config.min_score:
-        return False, "static"
-    if score > config.max_score:
-        return False, "jittery"
-    return True, None
+class MotionFilter(Stage):
+    """``motion_score`` of each clip, scored on its frames in the cut task; drops static and
+    jittery clips."""
+
+    name = block = "motion"
+    config_class = MotionConfig
+    runs_in = "cut"
+    columns = (("motion_score", pa.float64()),)
+
+    def process(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scores = [motion_score(frames, fps, self.config) for frames, fps in zip(batch[FRAMES], batch["fps"])]
+        return {**batch, "motion_score": np.array(scores, dtype=np.float64)}
+
+    def keep(self, row: Mapping[str, Any]) -> str | None:
+        value = score(row, "motion_score")
+        if value is None:
+            return None
+        if value < self.config.min_score:
+            return "static"
+        if value > self.config.max_score:
+            return "jittery"
+        return None

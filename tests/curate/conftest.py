@@ -29,7 +29,9 @@ def cut_video(tmp_path_factory) -> Path:
 def nsfw_filter():
     from pipelines.curate.filters import NSFWFilter
 
-    return NSFWFilter({"num_keyframes": 2})
+    stage = NSFWFilter({"num_keyframes": 2})
+    stage.setup()
+    return stage
 
 
 @pytest.fixture(scope="session")

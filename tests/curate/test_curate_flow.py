@@ -106,7 +106,7 @@ def test_curate_flow_cuts_scores_captions_and_quarantines(ingested, tmp_path, ti
     assert [Path(r["source_uri"]).name for r in bad] == ["broken.mp4"]
 
     funnel = {r["stage"]: r for r in catalog.read("funnel").to_pylist()}
-    assert list(funnel) == ["cut", "size", "motion", "nsfw", "toxicity", "watermark", "aesthetic", "dedup"]
+    assert list(funnel) == ["cut", "size", "motion", "blur", "nsfw", "toxicity", "watermark", "aesthetic", "dedup"]
     assert funnel["cut"]["rows_in"] == 5 and funnel["dedup"]["rows_out"] == len(clips)
     assert json.loads(funnel["cut"]["dropped"]) == {"quarantined: CorruptMediaError": 1}
     assert "no weights configured" in funnel["watermark"]["skipped_reason"]
@@ -195,7 +195,7 @@ def test_long_shots_are_cut_into_pieces_while_streaming(tmp_path):
                                           "transcode": {"size": [48, 32], "fps": 10}})
     sample = {"id": "s", "source_uri": "x", "blob": blob.key, "kind": "video", "width": 48, "height": 32,
               "caption": None, "label": None}
-    rows = cut_sample(sample, BlobStore(location), config, salt="t")
+    rows = cut_sample(sample, BlobStore(location), config, (), salt="t")
     ranges = [(r["start_frame"], r["end_frame"]) for r in rows]
     assert ranges[0][0] == 0 and ranges[-1][1] == 240
     assert all(b == c for (_, b), (c, _) in zip(ranges, ranges[1:])), "pieces tile the shot"
@@ -214,12 +214,14 @@ def test_threshold_change_recomputes_nothing_and_equals_a_clean_run(ingested, tm
     shutil.copytree(ingested, clean)
     first = curate_flow(settings=_settings(tuned))
     parts = _part_files(tuned)
+    blur_bins = [b for b in first.histograms if b["score"] == "blur_score"]
     thresholds = {"motion": {"min_score": 0.02, "max_score": 0.15}, "nsfw": {"threshold": 0.05},
                   "toxicity": {"threshold": 0.0}, "size": {**CURATE["size"], "min_short_side": 100},
-                  "dedup": {"max_hamming": 20}}
+                  "dedup": {"max_hamming": 20}, "blur": {"min_score": blur_bins[0]["to"]}}  # the blurriest bin goes
 
     refiltered = curate_flow(settings=_settings(tuned, **thresholds))
     assert _part_files(tuned) == parts  # no sample decoded, no clip scored
+    assert sum(b["dropped_now"] for b in refiltered.histograms if b["score"] == "blur_score") >= 1
     assert refiltered.clips.version == first.clips.version + 1
     assert [s.rows_out for s in refiltered.funnel] != [s.rows_out for s in first.funnel]
 

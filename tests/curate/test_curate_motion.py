@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from pipelines.curate.config import MotionConfig
-from pipelines.curate.motion import decide, motion_score
+from pipelines.curate.frames import object_column
+from pipelines.curate.motion import MotionFilter, motion_score
 from storage.media import read_frames, write_mp4
 
 
@@ -31,14 +32,15 @@ def test_static_moving_and_jittery(static_clip, method):
     static = motion_score(static_clip, 25, config)
     moving = motion_score(_panning(), 25, config)
     assert static < 0.001 < moving
-    assert decide(static, config) == (False, "static")
-    assert decide(moving, config) == (True, None)
+    rule = MotionFilter(config)
+    assert rule.keep({"motion_score": static}) == "static"
+    assert rule.keep({"motion_score": moving}) is None
 
 
 def test_noise_is_jittery():
     noise = np.random.default_rng(0).integers(0, 256, (20, 64, 64, 3), dtype=np.uint8)
     score = motion_score(noise, 25, MotionConfig())
-    assert decide(score, MotionConfig()) == (False, "jittery")
+    assert MotionFilter().keep({"motion_score": score}) == "jittery"
 
 
 def test_score_does_not_depend_on_source_fps():
@@ -49,6 +51,6 @@ def test_score_does_not_depend_on_source_fps():
 
 
 def test_static_clip_is_dropped_and_panning_kept(static_clip):
-    config = MotionConfig()
-    scores = [motion_score(clip, 25.0, config) for clip in (static_clip, _panning())]
-    assert [decide(s, config) for s in scores] == [(False, "static"), (True, None)]
+    stage = MotionFilter()
+    clips = stage.process({"frames": object_column([list(static_clip), list(_panning())]), "fps": np.array([25.0, 25.0])})
+    assert [stage.keep({"motion_score": s}) for s in clips["motion_score"]] == ["static", None]

@@ -43,8 +43,8 @@ def test_shapes_world_writes_real_media_and_a_manifest_ingest_reads(tmp_path):
     assert 0 < len(labelled) < len(videos)  # a share is text-free
     # the label templates make captions the judge and the demo prompts share
     captioner = LabelCaptioner(CaptionConfig(templates=label_templates()))
-    batch = captioner({"caption": np.array([None] * len(labelled), dtype=object),
-                       "label": np.array([v.label for v in labelled], dtype=object)})
+    batch = captioner.process({"caption": np.array([None] * len(labelled), dtype=object),
+                               "label": np.array([v.label for v in labelled], dtype=object)})
     for caption, source, video in zip(batch["caption"], batch["caption_source"], labelled):
         assert source == LABEL_TEMPLATE and caption == f"a {video.label}"
         expected = parse_prompt(caption)
