@@ -28,6 +28,7 @@ from storage.catalog import Catalog  # noqa: E402
 NEW_THRESHOLDS = {
     "size": {"min_short_side": 300},
     "motion": {"max_score": 0.08},
+    "blur": {"min_score": 100.0},
     "nsfw": {"threshold": 0.3},
     "toxicity": {"threshold": 0.3},
     "watermark": {"threshold": 0.3},
