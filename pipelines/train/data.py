@@ -1,4 +1,7 @@
-"""Training samples from a ``clips`` table version, decoded by Ray Data.
+"""Training samples from a ``clips`` table version, read and decoded by Ray Data.
+
+The rows come through Ray Data's Lance reader (only the columns trained on, the stage's
+filter pushed down to the scan) and stay in Ray's object store, sorted by id.
 
 Sample ``i`` of a run is a pure function of ``i`` and the seed: which row (a fresh
 permutation each epoch), video or image (LaVie's image ratio), the fps (Make-A-Video's
@@ -15,17 +18,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import ray
 import ray.data
 from PIL import Image
+from ray.data.expressions import Expr, col
 
 from pipelines.train.config import DataConfig
 from storage.blobs import BlobStore
-from storage.catalog import Catalog
+from storage.catalog import Catalog, TableSnapshot
 from storage.errors import T2VError
 from storage.location import StorageLocation
 from storage.media import probe_image, read_frames, read_image
+from storage.schemas import schema_for
 
 ROW_FIELDS = ("id", "blob", "fps", "num_frames", "width", "height", "caption")
+_NO_ROWS = pa.schema([schema_for("clips").field(name) for name in ROW_FIELDS]).empty_table()
 
 
 class TrainDataError(T2VError, ValueError):
@@ -64,27 +72,110 @@ class SampleSpec:
 
 
 @dataclass(frozen=True)
+class RowSource:
+    """The rows one stream trains on: a pinned table version and the predicate pushed down to its scan."""
+
+    table: TableSnapshot
+    predicate: Expr | None
+    what: str  # what the rows are, for errors: "captioned clips"
+
+    def read(self) -> ray.data.Dataset:
+        """The rows through Ray Data's Lance reader: only ``ROW_FIELDS`` and matching rows leave the files."""
+        rows = ray.data.read_lance(self.table.uri, version=self.table.version, columns=list(ROW_FIELDS),
+                                   storage_options=self.table.storage_options)
+        # Ray's optimizer folds this filter into the Lance scan (read_lance's own filter= is deprecated)
+        return rows if self.predicate is None else rows.filter(expr=self.predicate)
+
+
+@dataclass(frozen=True)
+class TrainingSources:
+    videos: RowSource
+    images: RowSource | None
+
+
+@dataclass(frozen=True)
 class TrainingRows:
-    videos: list[dict]
-    images: list[dict]
+    """Rows sorted by id, so sample ``i`` picks the same row however the table's files are laid out."""
+
+    videos: pa.Table
+    images: pa.Table
 
 
-def training_rows(
+@dataclass(frozen=True)
+class RowBlocks:
+    """:class:`TrainingRows` as sorted Arrow blocks in Ray's object store: decode tasks map them, the
+    driver only holds their references."""
+
+    videos: list[ray.ObjectRef]
+    images: list[ray.ObjectRef]
+
+    def rows(self) -> TrainingRows:
+        return TrainingRows(_concat(self.videos), _concat(self.images))
+
+
+def training_sources(
     location: StorageLocation, data: DataConfig, *, captioned_only: bool = False, with_images: bool = False
-) -> TrainingRows:
-    """Rows of the clips version (and image samples when the image ratio asks for them)."""
+) -> TrainingSources:
+    """The clips version (and the image samples when the image ratio asks for them) a stage trains on."""
     catalog = Catalog(location)
-    # projection and filters go down to the Lance scan: only the rows and columns trained on are read
-    captioned = "caption IS NOT NULL AND caption <> ''" if captioned_only else None
-    videos = catalog.read("clips", data.clips_version, columns=list(ROW_FIELDS), filter=captioned).to_pylist()
-    images: list[dict] = []
-    if with_images:
-        only_images = " AND ".join(["kind = 'image'", *([captioned] if captioned else [])])
-        images = catalog.read("samples", data.samples_version, columns=list(ROW_FIELDS), filter=only_images).to_pylist()
-    if not videos:
-        which = "captioned clips" if captioned_only else "clips"
-        raise TrainDataError(f"the clips table (version {data.clips_version or 'latest'}) has no {which} to train on")
-    return TrainingRows(videos, images)
+    if catalog.latest("clips") is None:
+        raise TrainDataError(f"no clips table under {location.uri()}: curate videos first")
+    captioned = col("caption").is_not_null() & (col("caption") != "")
+    videos = RowSource(catalog.snapshot("clips", data.clips_version), captioned if captioned_only else None,
+                       "captioned clips" if captioned_only else "clips")
+    images = None
+    if with_images and catalog.latest("samples") is not None:
+        only_images = col("kind") == "image"
+        images = RowSource(catalog.snapshot("samples", data.samples_version),
+                           only_images & captioned if captioned_only else only_images, "images")
+    return TrainingSources(videos, images)
+
+
+def training_rows(location: StorageLocation, sources: TrainingSources) -> TrainingRows:
+    """The rows read in this process (one-process runs and tests), with the same predicates as on Ray."""
+    catalog = Catalog(location)
+
+    def read(source: RowSource | None) -> pa.Table:
+        if source is None:
+            return _NO_ROWS
+        table = catalog.read(source.table.table, source.table.version, columns=list(ROW_FIELDS),
+                             filter=None if source.predicate is None else _as_sql(source.predicate))
+        return table.sort_by("id")
+
+    rows = TrainingRows(read(sources.videos), read(sources.images))
+    if not len(rows.videos):
+        raise _nothing_to_train_on(sources.videos)
+    return rows
+
+
+def row_blocks(sources: TrainingSources) -> RowBlocks:
+    """The rows read by Ray Data and kept in the object store, sorted by id (a distributed sort)."""
+
+    def blocks(source: RowSource | None) -> tuple[list[ray.ObjectRef], int]:
+        if source is None:
+            return [], 0
+        rows = source.read().sort("id").materialize()
+        return rows.to_arrow_refs(), rows.count()
+
+    videos, count = blocks(sources.videos)
+    if not count:
+        raise _nothing_to_train_on(sources.videos)
+    return RowBlocks(videos, blocks(sources.images)[0])
+
+
+def _as_sql(predicate: Expr) -> str:
+    """The predicate as the SQL text Ray's Lance reader hands Lance (pyarrow's Substrait form of
+    string comparisons is one Lance cannot read)."""
+    return str(predicate.to_pyarrow())
+
+
+def _nothing_to_train_on(source: RowSource) -> TrainDataError:
+    return TrainDataError(f"the clips table (version {source.table.version}) has no {source.what} to train on")
+
+
+def _concat(refs: list[ray.ObjectRef]) -> pa.Table:
+    tables = [t for t in ray.get(refs) if t.num_rows]
+    return pa.concat_tables(tables) if tables else _NO_ROWS
 
 
 def curriculum_fps(progress: float, u: float, spec: SampleSpec) -> float:
@@ -129,10 +220,10 @@ def _rng(spec: SampleSpec, *key: int) -> np.random.Generator:
     return np.random.default_rng([spec.seed, *key])
 
 
-def _pick(rows: list[dict], index: int, spec: SampleSpec, stream: int) -> dict:
+def _pick(rows: pa.Table, index: int, spec: SampleSpec, stream: int) -> dict:
     """Row of sample ``index``: each epoch over ``rows`` is a fresh permutation."""
     epoch, position = divmod(index, len(rows))
-    return rows[int(_rng(spec, stream, epoch).permutation(len(rows))[position])]
+    return rows.slice(int(_rng(spec, stream, epoch).permutation(len(rows))[position]), 1).to_pylist()[0]
 
 
 def _video_frames(
@@ -158,7 +249,7 @@ def _image_frames(row: dict, blobs: BlobStore, spec: SampleSpec) -> np.ndarray:
 def make_sample(index: int, rows: TrainingRows, spec: SampleSpec, blobs: BlobStore) -> dict[str, Any]:
     """Decode sample ``index``: uint8 frames ``(f, H, W, 3)`` plus its conditioning fields."""
     rng = _rng(spec, 0, index)
-    is_image = bool(rows.images) and rng.random() < spec.image_ratio
+    is_image = len(rows.images) > 0 and rng.random() < spec.image_ratio
     fps_draw, start_draw, drop_draw = rng.random(3)
     size = f"{spec.width}x{spec.height}"
     if is_image:
@@ -193,16 +284,22 @@ def decode_batch(
 
 
 def training_dataset(
-    location: StorageLocation, rows: TrainingRows, spec: SampleSpec, start: int, stop: int
+    location: StorageLocation, sources: TrainingSources, spec: SampleSpec, start: int, stop: int
 ) -> ray.data.Dataset:
     """Ray Dataset of samples ``start..stop-1`` (a resumed run starts past what it has seen)."""
+    blocks = row_blocks(sources)
     indices = ray.data.range(stop - start).map_batches(lambda b: {"index": b["id"] + start}, batch_format="numpy")
     return indices.map_batches(
-        decode_batch,
-        fn_kwargs={"rows": rows, "spec": spec, "location": location},
+        _decode_from_blocks,
+        fn_kwargs={"blocks": blocks, "spec": spec, "location": location},
         batch_size=4,
         batch_format="numpy",
     )
+
+
+def _decode_from_blocks(batch: dict[str, np.ndarray], blocks: RowBlocks, spec: SampleSpec,
+                        location: StorageLocation) -> dict[str, np.ndarray]:
+    return decode_batch(batch, blocks.rows(), spec, location)
 
 
 def local_batches(

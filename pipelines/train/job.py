@@ -17,11 +17,13 @@ import torch
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings, SettingsError
 from pipelines.train.checkpoint import latest_checkpoint
-from pipelines.train.data import SampleSpec, TrainDataError, training_dataset, training_rows
+from pipelines.train.config import TrainConfig
+from pipelines.train.data import SampleSpec, TrainingSources, training_dataset, training_sources
 from pipelines.train.loop import TrainJob, WorkerContext, train_stage
 from pipelines.train.metrics import write_run_row
 from pipelines.train.preflight import check_pretrained, with_folder_defaults
 from storage.catalog import Catalog
+from storage.location import StorageLocation
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +84,23 @@ def make_job(settings: Settings, stage: str) -> TrainJob:
     check_pretrained(config, stage)
     config = with_folder_defaults(config)
     location = settings.location()
-    version = config.data.clips_version
-    if version is None:
-        latest = Catalog(location).latest("clips")
-        if latest is None:
-            raise TrainDataError(f"no clips table under {location.uri()}: curate videos first")
-        version = latest.version
-    data = config.data.model_copy(update={"clips_version": version})
-    return TrainJob(stage, config.model_copy(update={"data": data}), location, version)
+    sources = stage_sources(location, config, stage)
+    # the versions this run reads are pinned under its run id, so vacuum keeps them for resumes and lineage
+    catalog = Catalog(location)
+    for source in (sources.videos, sources.images):
+        if source is not None:
+            catalog.pin(source.table.table, source.table.version, f"{config.name}/{stage}")
+    versions = {"clips_version": sources.videos.table.version}
+    if sources.images is not None:
+        versions["samples_version"] = sources.images.table.version
+    data = config.data.model_copy(update=versions)
+    return TrainJob(stage, config.model_copy(update={"data": data}), location, versions["clips_version"])
+
+
+def stage_sources(location: StorageLocation, config: TrainConfig, stage: str) -> TrainingSources:
+    # LaVie's joint image-video batches for the base model; the prior also learns from captioned images.
+    with_images = config.data.image_ratio > 0 and stage in ("base", "prior")
+    return training_sources(location, config.data, captioned_only=stage == "prior", with_images=with_images)
 
 
 def make_trainer(job: TrainJob, dataset: Any):
@@ -133,14 +144,12 @@ def run_stage(settings: Settings, stage: str) -> StageResult:
     if resumed:
         log.info("resuming %s from step %d", stage, resumed.step)
 
-    # LaVie's joint image-video batches for the base model; the prior also learns from captioned images.
-    with_images = config.data.image_ratio > 0 and stage in ("base", "prior")
-    rows = training_rows(job.location, config.data, captioned_only=stage == "prior", with_images=with_images)
+    sources = stage_sources(job.location, config, stage)
     total_samples = job.total_steps * config.num_workers * config.data.batch_size
     spec = SampleSpec.from_config(config.data, config.stage(stage), total_samples, config.seed)
     start = min(resumed.samples_seen if resumed else 0, total_samples)
     with ray_session(settings.ray):
-        trainer = make_trainer(job, training_dataset(job.location, rows, spec, start, total_samples))
+        trainer = make_trainer(job, training_dataset(job.location, sources, spec, start, total_samples))
         try:
             trainer.fit()
         except Exception as exc:

@@ -12,6 +12,7 @@ from pipelines.train.data import (
     curriculum_fps,
     make_sample,
     training_rows,
+    training_sources,
 )
 from pipelines.train.config import DataConfig
 from storage.blobs import BlobStore
@@ -41,7 +42,7 @@ def test_frame_indices_play_the_clip_at_the_fps():
 
 
 def test_samples_are_a_pure_function_of_their_index(train_data):
-    rows = training_rows(train_data.location, DataConfig(), with_images=True)
+    rows = training_rows(train_data.location, training_sources(train_data.location, DataConfig(), with_images=True))
     assert len(rows.videos) == 4 and len(rows.images) == 2
     blobs = BlobStore(train_data.location)
     first = make_sample(7, rows, SPEC, blobs)
@@ -54,7 +55,7 @@ def test_samples_are_a_pure_function_of_their_index(train_data):
 
 
 def test_joint_image_video_rows_and_caption_dropout(train_data):
-    rows = training_rows(train_data.location, DataConfig(), with_images=True)
+    rows = training_rows(train_data.location, training_sources(train_data.location, DataConfig(), with_images=True))
     spec = replace(SPEC, image_ratio=0.5, caption_dropout=0.5)
     blobs = BlobStore(train_data.location)
     samples = [make_sample(i, rows, spec, blobs) for i in range(24)]
@@ -66,9 +67,10 @@ def test_joint_image_video_rows_and_caption_dropout(train_data):
 
 
 def test_prior_rows_are_captioned_and_empty_tables_fail(train_data, tmp_path):
-    rows = training_rows(train_data.location, DataConfig(), captioned_only=True, with_images=True)
-    assert all(r["caption"] for r in rows.videos + rows.images) and len(rows.videos) == 3
+    sources = training_sources(train_data.location, DataConfig(), captioned_only=True, with_images=True)
+    rows = training_rows(train_data.location, sources)
+    assert all(r["caption"] for r in rows.videos.to_pylist() + rows.images.to_pylist()) and len(rows.videos) == 3
     from storage.location import StorageLocation
 
     with pytest.raises(TrainDataError, match="no clips"):
-        training_rows(StorageLocation(str(tmp_path / "empty")), DataConfig())
+        training_sources(StorageLocation(str(tmp_path / "empty")), DataConfig())

@@ -94,6 +94,8 @@ def test_two_workers_killed_after_a_checkpoint_resume_and_export(train_data, ray
     row = next(r for r in Catalog(train_data.location).read("runs").to_pylist() if r["id"] == "ray/base")
     assert row["status"] == "finished" and row["resumed_from"] == killed_at.step and row["num_workers"] == 2
     assert row["samples_seen"] == TOTAL_STEPS * 2 and 0 <= row["data_wait_fraction"] < 1
+    pins = Catalog(train_data.location).dataset("clips").tags.list()
+    assert pins["run-ray_base"]["version"] == row["clips_version"]  # vacuum keeps the clips the run read
     final = latest_checkpoint(paths)
     optimizer = torch.load(io.BytesIO(open(f"{paths.path('checkpoints', final.directory)}/optimizer.pt", "rb").read()))
     assert {float(s["step"]) for s in optimizer["optimizer"]["state"].values()} == {float(TOTAL_STEPS)}

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pipelines.train.checkpoint import latest_checkpoint
 from pipelines.train.config import STAGES
-from pipelines.train.data import SampleSpec, local_batches, training_rows
+from pipelines.train.data import SampleSpec, local_batches, training_rows, training_sources
 from pipelines.train.encoders import FrozenEncoders, pixels_to_video
 from pipelines.train.export import PART_LOADERS
 from pipelines.train.loop import TrainJob, local_context, train_stage
@@ -22,7 +22,8 @@ from storage.catalog import Catalog
 def stage_batches(job: TrainJob, start: int = 0, image_ratio: float = 0.0):
     config = job.config
     data = config.data.model_copy(update={"image_ratio": image_ratio})
-    rows = training_rows(job.location, data, captioned_only=job.stage == "prior", with_images=image_ratio > 0)
+    sources = training_sources(job.location, data, captioned_only=job.stage == "prior", with_images=image_ratio > 0)
+    rows = training_rows(job.location, sources)
     total = job.total_steps * data.batch_size
     spec = SampleSpec.from_config(data, config.stage(job.stage), total, config.seed)
     return local_batches(job.location, rows, spec, start, total, data.batch_size)
