@@ -4,7 +4,8 @@ Each table is one Lance dataset with its explicit pyarrow schema (:mod:`storage.
 :meth:`Catalog.write` is exactly one Lance commit, so a t2v version *is* a Lance version; the run
 id, config hash, row counts, note and extras travel as that commit's transaction properties.
 Lance commits through its own protocol (atomic rename locally, conditional PUT on S3), so two
-writers never both take version N: the loser rebases its upsert and commits N+1.
+writers never both take version N; every write also collides with any write committed since it
+read (see ``_exclusive``), so the loser diffs again against the new head and commits N+1.
 
 Upserts go through ``merge_insert`` on ``id`` and touch only new or changed rows; ``replace``
 overwrites the table. A root written by the earlier home-made parquet layout
@@ -18,6 +19,7 @@ import os
 import random
 import re
 import time
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterable, Literal
@@ -27,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from lance.commit import CommitConflictError
 
 from storage.errors import T2VError
 from storage.location import StorageLocation, read_bytes, write_atomic
@@ -34,7 +37,7 @@ from storage.schemas import schema_for
 
 _ROW_INDEX = "__row_index"
 _PROPS = "t2v"  # transaction property holding a version's JSON record
-_ATTEMPTS = 20
+_ATTEMPTS = 40
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # characters Lance refuses in a tag name
 _LEGACY_DONE = "MIGRATED"  # written into an old-layout table folder once it has been converted
 
@@ -205,9 +208,10 @@ class Catalog:
             try:
                 return self._commit_version(table, new, schema, record, mode)
             except OSError as exc:
-                # Lance gives up rebasing after its retry timeout under heavy contention (8 writers on
-                # a slow object store); nothing was acknowledged, so diff against the new head and retry
-                if "concurrent writers" not in str(exc):
+                # another writer committed since this one read (a CommitConflictError, see _exclusive),
+                # or Lance gave up after its retry timeout under heavy contention: nothing was
+                # acknowledged, so diff against the new head and retry
+                if not isinstance(exc, CommitConflictError) and "concurrent writers" not in str(exc):
                     raise
                 time.sleep(random.uniform(0, 0.2 * (attempt + 1)))
         raise CatalogError(f"could not commit a new version of {table!r}: too many concurrent writers")
@@ -229,7 +233,7 @@ class Catalog:
                                                            storage_options=self.storage_options)
                 op = lance.LanceOperation.Overwrite(schema, fragments)
             else:
-                op = _no_change(ds)
+                op = _exclusive(ds, lance.LanceOperation.Update())
             tx = lance.Transaction(ds.version, op, transaction_properties={_PROPS: json.dumps(record)})
             committed = lance.LanceDataset.commit(ds, tx, storage_options=self.storage_options)
             return self._manifest(committed, committed.version)
@@ -238,10 +242,10 @@ class Catalog:
         record["row_counts"] = counts
         if len(delta):
             builder = ds.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-            tx, _ = builder.execute_uncommitted(delta)
-            tx = lance.Transaction(tx.read_version, tx.operation, tx.uuid, {_PROPS: json.dumps(record)})
+            op = builder.execute_uncommitted(delta)[0].operation
         else:
-            tx = lance.Transaction(ds.version, _no_change(ds), transaction_properties={_PROPS: json.dumps(record)})
+            op = lance.LanceOperation.Update()
+        tx = lance.Transaction(ds.version, _exclusive(ds, op), transaction_properties={_PROPS: json.dumps(record)})
         committed = lance.LanceDataset.commit(ds, tx, storage_options=self.storage_options, max_retries=100)
         return self._manifest(committed, committed.version)
 
@@ -324,9 +328,22 @@ class Catalog:
         write_atomic(self.location, self.location.path("catalog", table, _LEGACY_DONE), b"converted to Lance\n")
 
 
-def _no_change(ds: lance.LanceDataset):
-    """An operation that commits a version with the same rows (an idempotent rerun is still a version)."""
-    return lance.LanceOperation.Project(ds.schema)
+def _exclusive(ds: lance.LanceDataset, op: lance.LanceOperation.Update):
+    """``op`` made to conflict with every other write committed since ``ds``'s version.
+
+    Lance rebases an insert-only ``merge_insert`` over a concurrent one (the fragments they touch are
+    disjoint), so two writers could both insert the same new id, and the counts diffed against
+    version N would be recorded on N+2. Every write therefore also rewrites, unchanged, the first
+    fragment of the version it read: two writes from the same version then collide and the loser
+    gets a ``CommitConflictError`` and redoes its diff. An Update with nothing else commits a
+    version with the same rows (an idempotent rerun is still a version)."""
+    fragments = ds.get_fragments()
+    if not fragments:  # an empty table: nothing to collide on, and nothing a rerun could duplicate
+        return op if op.new_fragments else lance.LanceOperation.Project(ds.schema)
+    first = min(fragments, key=lambda f: f.fragment_id).metadata
+    if first.id in {f.id for f in op.updated_fragments} | set(op.removed_fragment_ids):
+        return op
+    return dataclasses.replace(op, updated_fragments=[*op.updated_fragments, first])
 
 
 def _as_table(rows: pa.Table | Iterable[dict], schema: pa.Schema) -> pa.Table:

@@ -34,16 +34,21 @@ def _writer(location, worker, rounds, out):
     out.put((worker, done))
 
 
-def _concurrent(location, writers=4, rounds=4):
+def _run_writers(target, location, writers, rounds) -> dict:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(location, w, rounds, out)) for w in range(writers)]
+    procs = [ctx.Process(target=target, args=(location, w, rounds, out)) for w in range(writers)]
     for p in procs:
         p.start()
     results = dict(out.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
+    return results
+
+
+def _concurrent(location, writers=4, rounds=4):
+    results = _run_writers(_writer, location, writers, rounds)
     versions = [v for done in results.values() for v in done]
     assert len(versions) == len(set(versions)), "a version number was handed out twice"
     ids = Catalog(location).read_ids("samples")
@@ -59,6 +64,31 @@ def test_concurrent_writers_local(tmp_path):
 def test_concurrent_writers_s3(s3_endpoint, s3_bucket):
     # moto honours If-None-Match on PutObject, so Lance's own conditional-put commit is what runs here
     _concurrent(StorageLocation(f"s3://{s3_bucket}/root", s3_endpoint=s3_endpoint), writers=3, rounds=3)
+
+
+def _same_ids_writer(location, worker, rounds, out):
+    catalog = Catalog(location)
+    for r in range(rounds):
+        catalog.write("samples", _rows("shared", 20, caption=f"w{worker}-r{r}"), run_id=f"w{worker}")
+    out.put((worker, rounds))
+
+
+def test_concurrent_upserts_of_the_same_ids_insert_each_once_and_record_true_counts(tmp_path):
+    # Lance rebases an insert over a concurrent one, so without a conflict both writers would insert
+    # the same new ids, and counts diffed against version N would be recorded on N+2
+    location = StorageLocation(str(tmp_path))
+    Catalog(location).write("samples", _rows("seed", 1), run_id="seed")
+    _run_writers(_same_ids_writer, location, writers=2, rounds=6)
+    catalog = Catalog(location)
+    ids = catalog.read("samples", columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 21, "an id was inserted twice"
+    versions = catalog.versions("samples")
+    assert len(versions) == 1 + 2 * 6
+    for m in versions[1:]:
+        before = {r["id"]: r for r in catalog.read("samples", m.version - 1).to_pylist()}
+        after = {r["id"]: r for r in catalog.read("samples", m.version).to_pylist()}
+        updated = sum(before[i] != after[i] for i in after.keys() & before.keys())
+        assert (m.row_counts["added"], m.row_counts["updated"]) == (len(after.keys() - before.keys()), updated)
 
 
 _KILLED_WRITER = """
