@@ -199,9 +199,13 @@ def test_maintenance_flow_compacts_and_vacuum_keeps_the_versions_runs_pinned(tmp
 
 def test_ray_data_reads_the_table(tmp_path, ray_local):
     import ray
+    from ray.data.expressions import col
 
     catalog = Catalog(str(tmp_path))
-    catalog.write("samples", _rows("a", 5) + _rows("b", 3), run_id="r")
-    ds = ray.data.read_lance(catalog.uri("samples"), columns=["id", "caption"], filter="id LIKE 'b-%'")
+    catalog.write("samples", _rows("a", 5) + _rows("b", 3, caption="B"), run_id="r")
+    catalog.write("samples", _rows("c", 2, caption="B"), run_id="later")
+    first = catalog.snapshot("samples", 1)
+    ds = ray.data.read_lance(first.uri, version=first.version, columns=["id", "caption"],
+                             storage_options=first.storage_options).filter(expr=col("caption") == "B")
     rows = ds.take_all()
     assert sorted(r["id"] for r in rows) == ["b-0", "b-1", "b-2"] and set(rows[0]) == {"id", "caption"}
