@@ -1,7 +1,8 @@
 """Prefect flow ``train``: one task per stage, each running the Ray Train job.
 
 ``--stage all`` trains base -> interpolation -> superres -> vae_decoder (-> prior when
-the base is conditioned on image embeddings) and assembles the cascade folder.
+the base is conditioned on image embeddings, i.e. an image encoder is there) and
+assembles the cascade folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect.artifacts import create_table_artifact
 from pipelines.settings import Settings, SettingsError
 from pipelines.train.config import STAGES
 from pipelines.train.job import StageResult, run_stage
+from pipelines.train.preflight import image_conditioning
 from pipelines.train.tiny import tiny_train_config, write_tiny_sd
 
 CASCADE_ORDER = ("base", "interpolation", "superres", "vae_decoder")
@@ -31,7 +33,7 @@ class TrainSummary:
 
 def stages_for(stage: str, settings: Settings) -> list[str]:
     if stage == "all":
-        return [*CASCADE_ORDER, *(["prior"] if settings.train.base.image_conditioning else [])]
+        return [*CASCADE_ORDER, *(["prior"] if image_conditioning(settings.train) else [])]
     if stage not in STAGES:
         raise SettingsError(f"unknown stage {stage!r}; expected 'all' or one of {', '.join(STAGES)}")
     return [stage]

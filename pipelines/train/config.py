@@ -101,8 +101,10 @@ class _DiffusionStage(_StageBlock):
 
 
 class BaseStage(_DiffusionStage):
-    image_conditioning: bool = Field(
-        True, description="condition on the CLIP image embedding of a frame (text-free video, Make-A-Video)"
+    image_conditioning: bool | Literal["auto"] = Field(
+        "auto",
+        description="condition on the CLIP image embedding of a frame (text-free video, Make-A-Video); "
+        "auto: on when an image encoder is there (train.image_encoder or <pretrained>/image_encoder/)",
     )
     num_image_tokens: int = Field(4, ge=1, description="context tokens the image embedding is projected to")
 
@@ -141,9 +143,21 @@ class PriorStage(_StageBlock):
     attention_head_dim: int = Field(64, ge=1)
 
 
+class NoiseSchedule(_Block):
+    """The forward process of the latent diffusion stages: the pretrained folder's scheduler/ unless set."""
+
+    num_train_timesteps: int = Field(1000, ge=1)
+    beta_start: float = Field(0.00085, gt=0)
+    beta_end: float = Field(0.012, gt=0)
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+
+
 class TrainConfig(_Block):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="run name: runs/<name>/<stage>/")
     pretrained: str = Field("", description="Stable Diffusion folder (diffusers layout) or hub id")
+    image_encoder: str = Field(
+        "", description="CLIP image encoder folder (CLIPVisionModelWithProjection); empty: <pretrained>/image_encoder/"
+    )
     num_workers: int = Field(2, ge=1)
     cpus_per_worker: float = Field(1.0, gt=0, description="fractions leave CPUs to Ray Data on small machines")
     strategy: Literal["ddp", "fsdp"] = "ddp"
@@ -154,6 +168,7 @@ class TrainConfig(_Block):
     max_failures: int = Field(0, ge=0, description="Ray Train restarts the worker group this often")
     seed: int = 0
     export_ema: bool = Field(True, description="export EMA weights when EMA is on")
+    noise_schedule: NoiseSchedule = Field(default_factory=NoiseSchedule)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     base: BaseStage = Field(default_factory=BaseStage)

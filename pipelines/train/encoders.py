@@ -58,9 +58,11 @@ class FrozenEncoders:
         image: bool,
         cache_location: StorageLocation | None = None,
         cache: Sequence[str] = (),
+        image_encoder: str = "",
     ) -> "FrozenEncoders":
-        """Load the requested parts of the T2I folder (or hub id) in eval mode, frozen;
-        ``cache`` ("text", "latents") keeps their outputs under ``cache_location``."""
+        """Load the requested parts of the T2I folder (or hub id) in eval mode, frozen, the image
+        encoder from the ``image_encoder`` folder when given; ``cache`` ("text", "latents") keeps
+        their outputs under ``cache_location``."""
         parts: dict = {}
         if text:
             parts["tokenizer"] = CLIPTokenizer.from_pretrained(pretrained, subfolder="tokenizer")
@@ -68,7 +70,8 @@ class FrozenEncoders:
         if vae:
             parts["vae"] = AutoencoderKL.from_pretrained(pretrained, subfolder="vae")
         if image:
-            parts["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(pretrained, subfolder="image_encoder")
+            folder, subfolder = (image_encoder, "") if image_encoder else (pretrained, "image_encoder")
+            parts["image_encoder"] = CLIPVisionModelWithProjection.from_pretrained(folder, subfolder=subfolder)
         for name, module in parts.items():
             if name != "tokenizer":
                 module.requires_grad_(False).eval().to(device)

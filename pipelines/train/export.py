@@ -13,12 +13,11 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from modeling.cascade import Cascade, CascadeConfig
 from modeling.prior import ImagePrior
-from modeling.samplers.ddim import LATENT_DDIM_CONFIG
 from modeling.temporal_vae import TemporalVAE
 from modeling.video_unet import VideoUNet
 from pipelines.train.checkpoint import RunPaths, fetched_folder, local_folder
 from pipelines.train.config import TrainConfig
-from pipelines.train.objectives import CASCADE_PART
+from pipelines.train.objectives import CASCADE_PART, scheduler_config
 from pipelines.train.preflight import with_folder_defaults
 from storage.location import StorageLocation
 
@@ -53,7 +52,7 @@ def assemble_cascade(location: StorageLocation, config: TrainConfig, trained: li
     cascade = Cascade(
         tokenizer=CLIPTokenizer.from_pretrained(config.pretrained, subfolder="tokenizer"),
         text_encoder=CLIPTextModel.from_pretrained(config.pretrained, subfolder="text_encoder"),
-        scheduler_config={**LATENT_DDIM_CONFIG, "prediction_type": config.base.prediction_type},
+        scheduler_config=scheduler_config(config),
         config=cascade_config(config, set(trained)),
         **parts,
     )

@@ -23,6 +23,7 @@ from pipelines.train.loop import TrainJob, WorkerContext, train_stage
 from pipelines.train.metrics import write_run_row
 from pipelines.train.preflight import check_pretrained, with_folder_defaults
 from storage.catalog import Catalog
+from storage.errors import T2VError
 from storage.location import StorageLocation
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def run_stage(settings: Settings, stage: str) -> StageResult:
             trainer.fit()
         except Exception as exc:
             _record_failure(job, exc)
-            raise
+            raise worker_error(exc) from None
     row = run_row(job)
     return StageResult(stage, row["step"], row["export"], row)
 
@@ -165,15 +166,29 @@ def run_row(job: TrainJob) -> dict[str, Any] | None:
     return next((r for r in runs if r["id"] == f"{job.config.name}/{job.stage}"), None)
 
 
-def root_error(exc: BaseException) -> str:
-    """``Type: message`` of the error behind Ray Train's wrappers (a worker group failure names
-    only "Training failed due to worker errors:"; the lowest failed rank's exception is the cause)."""
+def root_exception(exc: BaseException) -> BaseException:
+    """The error behind Ray Train's wrappers (a worker group failure names only "Training failed
+    due to worker errors:"; the lowest failed rank's exception is the cause)."""
     failures = getattr(exc, "worker_failures", None)
     if failures:
         exc = failures[min(failures)]
-    exc = getattr(exc, "cause", None) or exc  # RayTaskError carries the original exception
+    return getattr(exc, "cause", None) or exc  # RayTaskError carries the original exception
+
+
+def root_error(exc: BaseException) -> str:
+    """``Type: first line`` of the worker's error: what the runs table keeps."""
+    exc = root_exception(exc)
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def worker_error(exc: Exception) -> BaseException:
+    """What ``t2v train`` raises for a failed run: the worker's own error, so t2v's errors print in
+    one line; any other keeps the worker's traceback (Ray's message holds it) as a note."""
+    root = root_exception(exc)
+    if root is not exc and not isinstance(root, T2VError):
+        root.add_note(str(exc).partition("\n")[2] or str(exc))
+    return root
 
 
 def _record_failure(job: TrainJob, exc: Exception) -> None:

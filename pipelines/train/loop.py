@@ -98,7 +98,8 @@ def train_stage(job: TrainJob, ctx: WorkerContext) -> dict[str, Any]:
     torch.manual_seed(config.seed)  # identical new layers on every rank
     needs = encoder_needs(job.stage, config)
     encoders = FrozenEncoders.load(
-        config.pretrained, ctx.device, **needs, cache_location=job.location, cache=config.data.cache
+        config.pretrained, ctx.device, **needs, cache_location=job.location, cache=config.data.cache,
+        image_encoder=config.image_encoder,
     )
     objective = build_objective(job.stage, config, encoders).to(ctx.device)
     if config.gradient_checkpointing and objective.export_model()._supports_gradient_checkpointing:

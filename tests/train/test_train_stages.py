@@ -15,6 +15,7 @@ from pipelines.train.encoders import FrozenEncoders, pixels_to_video
 from pipelines.train.export import PART_LOADERS
 from pipelines.train.loop import TrainJob, local_context, train_stage
 from pipelines.train.objectives import build_objective, encoder_needs
+from pipelines.train.preflight import check_pretrained, with_folder_defaults
 from pipelines.train.tiny import tiny_train_config
 from storage.catalog import Catalog
 
@@ -127,3 +128,15 @@ def test_cached_encoder_outputs_are_read_back(train_data):
     torch.manual_seed(0)
     assert not torch.allclose(encoders.encode_video(video), latents)  # no keys: computed afresh
     assert len(list((train_data.root / "cache" / "text").rglob("*.safetensors"))) >= 2
+
+
+def test_defaults_train_the_base_from_a_stable_diffusion_folder(train_data, sd_folders):
+    # SD 1.5's layout as downloaded, at reduced width: only the run's size is set, the rest are defaults
+    config = tiny_train_config(sd_folders["1.5"], name="sd15", base={"steps": 1, "width": 64, "height": 64})
+    check_pretrained(config, "base")
+    config = with_folder_defaults(config)
+    job = TrainJob("base", config, train_data.location, train_data.clips_version)
+    result = train_stage(job, local_context(stage_batches(job)))
+    assert result["step"] == 1 and result["loss"] == pytest.approx(result["loss"])  # finite
+    base = PART_LOADERS["base"].from_pretrained(result["export"])
+    assert base.image_projector is None  # SD 1.5 has no image encoder: no image conditioning
