@@ -44,6 +44,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Inspect catalog tables and their versions.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+cascade_app = typer.Typer(help="Build inference cascades from trained stages.", no_args_is_help=True)
+app.add_typer(cascade_app, name="cascade")
 
 RootOption = Annotated[
     Optional[str], typer.Option("--root", help="Storage root (folder, file://..., s3://...); overrides storage.root.")
@@ -168,11 +170,19 @@ def generate(
     guidance: GuidanceOption = None,
     seed: SeedOption = None,
     workers: WorkersOption = None,
+    dtype: Annotated[
+        Optional[str], typer.Option("--dtype", help="auto | fp32 | bf16 | fp16: auto is bf16 on GPU, fp32 on CPU; "
+                                    "fp16 needs a GPU. [default: auto]")
+    ] = None,
     spec: SpecOption = None,
     root: RootOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Generate clips from prompts with a trained cascade into the [bold]generations[/bold] table."""
+    """Generate clips from prompts with a trained cascade into the [bold]generations[/bold] table.
+
+    Without `--cascade`, the run's cascade is (re)assembled from the stages it trained when it
+    has none or lacks one of them (as `t2v cascade assemble --run NAME`).
+    """
     from flows.generate import generate_flow
     from pipelines.generate import GenerateConfig
 
@@ -180,7 +190,7 @@ def generate(
     job = _job_config(
         GenerateConfig, spec, run=run, prompts=prompt, long_prompts=long_prompt, cascade=str(cascade) if cascade else None,
         generation=_generation(frames, size, steps, guidance, seed), long_video={"num_clips": long_clips},
-        num_workers=workers,
+        num_workers=workers, dtype=dtype,
     )
     summary = generate_flow(settings=settings, config=job, out=out)
     print_table(f"generate {job.run}", summary.table())
@@ -300,6 +310,28 @@ def export(
         fail(f"{exc} (run `t2v curate` first)")
         raise typer.Exit(2) from None
     console.print(f"wrote {count} clips to {out} ({format})")
+
+
+@cascade_app.command("assemble")
+def cascade_assemble(
+    run: Annotated[str, typer.Option("--run", help="Training run name: its trained stages become runs/<name>/cascade/.")],
+    pretrained: Annotated[
+        Optional[Path], typer.Option("--pretrained", help="The T2I folder the stages sit on, if not where they were trained.")
+    ] = None,
+    root: RootOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Build a run's cascade from whatever stages it trained (a base at least).
+
+    Missing stages are filled as the papers allow: no interpolation stage keeps the base
+    frames, no super-resolution decodes at the base size, no temporal decoder uses the
+    2D VAE frame by frame, no prior gives an image-conditioned base the null embedding.
+    """
+    from pipelines.train.export import assemble_run, trained_stages
+
+    location = _settings(config, root).location()
+    target = assemble_run(location, run, str(pretrained.resolve()) if pretrained else None)
+    console.print(f"cascade of {', '.join(trained_stages(location, run))}: [bold]{target}[/bold]")
 
 
 @catalog_app.command("ls")

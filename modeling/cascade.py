@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,26 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return rearrange(pixels, "b c f h w -> b f h w c").cpu().numpy()
 
 
+def save_cascade(
+    directory: str | os.PathLike, parts: dict[str, Any], scheduler_config: dict[str, Any], config: CascadeConfig
+) -> None:
+    """Write a cascade folder. A part is a loaded model (or tokenizer), saved by its library, or a
+    model folder (a stage export, adapter or whole) copied as it is: no model is built for it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    classes = {}
+    for name, part in parts.items():
+        if isinstance(part, (str, os.PathLike)):
+            shutil.copytree(part, directory / name, dirs_exist_ok=True)
+            classes[name] = json.loads((Path(part) / "config.json").read_text())["_class_name"]
+        else:
+            part.save_pretrained(directory / name, **({} if name == "tokenizer" else {"safe_serialization": True}))
+            classes[name] = type(part).__name__
+    DDIMScheduler.from_config(scheduler_config).save_pretrained(directory / "scheduler")
+    manifest = {"parts": classes, "config": asdict(config)}
+    (directory / CASCADE_FILE).write_text(json.dumps(manifest, indent=2))
+
+
 @dataclass
 class Cascade:
     tokenizer: CLIPTokenizer | CLIPTokenizerFast
@@ -116,14 +137,7 @@ class Cascade:
         return {"tokenizer": self.tokenizer, **{name: part for name, part in named.items() if part is not None}}
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        parts = self.parts()
-        for name, part in parts.items():
-            part.save_pretrained(directory / name, **({} if name == "tokenizer" else {"safe_serialization": True}))
-        DDIMScheduler.from_config(self.scheduler_config).save_pretrained(directory / "scheduler")
-        manifest = {"parts": {name: type(part).__name__ for name, part in parts.items()}, "config": asdict(self.config)}
-        (directory / CASCADE_FILE).write_text(json.dumps(manifest, indent=2))
+        save_cascade(directory, self.parts(), self.scheduler_config, self.config)
 
     @classmethod
     def from_pretrained(
@@ -187,9 +201,15 @@ class Cascade:
         self, text: TextConditioning, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Base UNet context: text tokens, followed by the prior's image-embedding tokens when a
-        prior is present (Make-A-Video); the unconditional half gets a zero image embedding."""
-        if self.prior is None:
+        prior is present (Make-A-Video); the unconditional half gets a zero image embedding.
+        A base conditioned on image embeddings without a prior gets the zero embedding on both
+        halves, as it saw in training's dropped rows."""
+        if self.base.image_projector is None:
             return text.tokens, text.uncond_tokens
+        if self.prior is None:
+            null_embeds = torch.zeros(len(text.tokens), self.base.image_projector.proj.in_features, device=self.device)
+            null_tokens = self.base.project_image_embedding(null_embeds.to(text.tokens.dtype))
+            return torch.cat([text.tokens, null_tokens], dim=1), torch.cat([text.uncond_tokens, null_tokens], dim=1)
         image_embeds = self.prior.sample(
             text.pooled,
             text.tokens,

@@ -24,6 +24,8 @@ from diffusers.configuration_utils import register_to_config
 from einops import rearrange
 from torch import nn
 
+from modeling.adapters import AdapterLoadingMixin
+
 
 class TemporalConvBlock(nn.Module):
     """Residual (norm, SiLU, conv over time) x 2 on ``((b f), c, h, w)`` features.
@@ -66,12 +68,14 @@ def _without_private_keys(config: dict) -> dict:
     return {key: value for key, value in config.items() if not key.startswith("_")}
 
 
-class TemporalVAE(ModelMixin, ConfigMixin):
+class TemporalVAE(AdapterLoadingMixin, ModelMixin, ConfigMixin):
     """``AutoencoderKL`` with zero-initialised residual temporal convs in its decoder.
 
     Latents here are *scaled* latents (multiplied by the VAE's ``scaling_factor``),
     the space the diffusion models work in.
     """
+
+    adapter_source = ("vae", "vae.")  # the wrapped VAE is a pretrained folder's vae/
 
     @register_to_config
     def __init__(self, vae_config: dict, temporal_kernel_size: int = 3, norm_groups: int = 32):

@@ -20,6 +20,7 @@ from diffusers.utils import BaseOutput
 from einops import rearrange, repeat
 from torch import nn
 
+from modeling.adapters import AdapterLoadingMixin, materialise
 from modeling.conditioning import FpsEmbedding, ImageEmbeddingProjector
 from modeling.freeze import SPATIAL_PREFIX, spatial_parameters
 from modeling.inflation import InflationOptions, Variant, attach_temporal_layers
@@ -41,10 +42,7 @@ def sharing(module: ModelMixin) -> ModelMixin:
     of ``module``'s tensors: built on the meta device (no memory), then assigned."""
     with torch.device("meta"):
         twin = type(module).from_config(module.config)
-    twin.load_state_dict(module.state_dict(), strict=True, assign=True)
-    left = [name for name, tensor in [*twin.named_parameters(), *twin.named_buffers()] if tensor.is_meta]
-    if left:
-        raise RuntimeError(f"{type(module).__name__} has tensors outside its state dict: {left[:3]}")
+    materialise(twin, module.state_dict())
     return twin.train(module.training)
 
 
@@ -54,9 +52,10 @@ def batch_timesteps(timestep: torch.Tensor | float | int, batch: int, device: to
     return timesteps.expand(batch) if timesteps.ndim == 0 else timesteps
 
 
-class VideoUNet(ModelMixin, ConfigMixin):
+class VideoUNet(AdapterLoadingMixin, ModelMixin, ConfigMixin):
     _supports_gradient_checkpointing = True
     ignore_for_config = ["unet"]
+    adapter_source = ("unet", "unet.")  # the spatial layers are a pretrained folder's unet/
 
     def __init__(
         self,
@@ -88,11 +87,6 @@ class VideoUNet(ModelMixin, ConfigMixin):
         width): the spatial layers are new modules, so the temporal hooks stay off the
         caller's model, holding the same tensors, so training spatial weights changes both."""
         return cls(unet_config=public_config(unet2d.config), variant=variant, options=options, unet=sharing(unet2d))
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> VideoUNet:
-        # safetensors only: loading must never unpickle.
-        return super().from_pretrained(pretrained_model_name_or_path, **{**kwargs, "use_safetensors": True})
 
     # diffusers-UNet-like attributes the samplers and pipelines read.
     @property

@@ -10,6 +10,7 @@ and reports show them. ``--out`` also writes each clip as mp4 and gif into a loc
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import time
@@ -20,6 +21,7 @@ from typing import Any, ContextManager, Literal
 
 import numpy as np
 import ray
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.data import ActorPoolStrategy
 
@@ -28,11 +30,13 @@ from modeling.samplers.vidrd import VidRDConfig
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
 from pipelines.train.checkpoint import fetched_folder
+from pipelines.train.export import assemble_run, trained_stages
+from pipelines.train.objectives import CASCADE_PART
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, Manifest
 from storage.errors import T2VError
 from storage.ids import stable_id
-from storage.location import StorageLocation
+from storage.location import StorageLocation, read_bytes
 from storage.media import read_frames, write_gif, write_mp4
 
 Batch = dict[str, np.ndarray]
@@ -82,15 +86,30 @@ class GenerateConfig(BaseModel):
     long_video: LongVideoConfig = Field(default_factory=LongVideoConfig)
     num_workers: int = Field(1, ge=1)
     gpus_per_worker: float = Field(0.0, ge=0)
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="weights and sampling: auto is bf16 on GPU, fp32 on CPU; bf16 also runs on CPU "
+        "(half the memory, slower without native bf16); fp16 needs a GPU")
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> "GenerateConfig":
         if not self.prompts and not self.long_prompts:
             raise ValueError("give at least one prompt or long prompt")
+        if self.dtype == "fp16" and not self.gpus_per_worker:
+            raise ValueError("dtype fp16 needs a GPU (set gpus_per_worker); on CPU use fp32 or bf16")
         if self.long_prompts and self.long_video.overlap >= self.generation.num_frames:
             raise ValueError(f"long_video.overlap ({self.long_video.overlap}) must be below "
                              f"generation.num_frames ({self.generation.num_frames})")
         return self
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def torch_dtype(dtype: str, on_gpu: bool) -> torch.dtype:
+    """``GenerateConfig.dtype`` as a torch dtype (``auto``: bf16 on GPU, fp32 on CPU)."""
+    if dtype == "auto":
+        return torch.bfloat16 if on_gpu else torch.float32
+    return DTYPES[dtype]
 
 
 @dataclass
@@ -115,15 +134,29 @@ class CascadeNotFoundError(T2VError, FileNotFoundError):
 
 
 def cascade_source(run: str, cascade: str | None, location: StorageLocation) -> tuple[str, StorageLocation | None]:
-    """An explicit local folder, or the run's exported cascade on the storage root."""
+    """An explicit local folder, or the run's cascade on the storage root, assembled from the
+    stages the run trained when it has none yet or was assembled from fewer stages."""
     if cascade is not None:
         if not Path(cascade, "cascade.json").is_file():
             raise CascadeNotFoundError(f"{cascade}: not a cascade folder (no cascade.json)")
         return str(Path(cascade).resolve()), None
     path = location.path("runs", run, "cascade")
-    if not location.exists(f"runs/{run}/cascade/cascade.json"):
-        raise CascadeNotFoundError(f"run {run!r} has no exported cascade at {path}; train it or pass --cascade")
+    trained = {CASCADE_PART[stage] for stage in trained_stages(location, run)}
+    if "base" not in trained and not location.exists(f"runs/{run}/cascade/cascade.json"):
+        raise CascadeNotFoundError(f"run {run!r} has no cascade at {path} and no trained base stage; "
+                                   "train one (t2v train --stage base) or pass --cascade")
+    if "base" in trained and trained != _cascade_parts(location, run):
+        assemble_run(location, run)
     return path, location
+
+
+def _cascade_parts(location: StorageLocation, run: str) -> set[str]:
+    """The trained parts of the run's assembled cascade (none when there is none)."""
+    try:
+        manifest = json.loads(read_bytes(location, location.path("runs", run, "cascade", "cascade.json")))
+    except (FileNotFoundError, OSError):
+        return set()
+    return set(manifest["parts"]) & set(CASCADE_PART.values())
 
 
 def _local_cascade(cascade_dir: str, location: StorageLocation | None) -> ContextManager[Path]:
@@ -136,10 +169,10 @@ class ClipGenerator:
     Rows with a true ``long`` column are sampled with VidRD (``long_video``)."""
 
     def __init__(self, cascade_dir: str, location: StorageLocation | None, generation: GenerationConfig,
-                 long_video: LongVideoConfig | None = None):
+                 long_video: LongVideoConfig | None = None, dtype: str = "auto"):
         # location None: cascade_dir is a local folder; else a folder on the storage root.
         with _local_cascade(cascade_dir, location) as folder:
-            self.cascade = Cascade.from_pretrained(folder)
+            self.cascade = Cascade.from_pretrained(folder, dtype=torch_dtype(dtype, torch.cuda.is_available()))
         self.generation = generation
         self.long_video = long_video.sampler(generation.num_inference_steps) if long_video else None
 
@@ -186,7 +219,8 @@ def run_generate(settings: Settings, config: GenerateConfig, run_id: str, out: P
         generated = ray.data.from_items(rows).map_batches(
             ClipGenerator,
             fn_constructor_kwargs={"cascade_dir": cascade_dir, "location": cascade_location,
-                                   "generation": config.generation, "long_video": config.long_video},
+                                   "generation": config.generation, "long_video": config.long_video,
+                                   "dtype": config.dtype},
             **actor_pool_options(config.num_workers, config.gpus_per_worker, batch_size=1),
         ).map_batches(store_clips, fn_kwargs={"location": location}, batch_size=1, batch_format="numpy", num_cpus=0)
         # Long and short clips differ in length: keep their shapes, not their frames.

@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from modeling.video_unet import public_config
+from modeling.adapters import save_adapter, save_full
 from pipelines.train.ema import Ema
 from storage.location import StorageLocation, read_bytes, write_atomic
 
@@ -183,20 +183,33 @@ def fetched_folder(location: StorageLocation, path: str) -> Iterator[Path]:
 
 
 def export_stage(
-    paths: RunPaths, model: nn.Module, part: ModelMixin, prefix: str, ema: Ema | None, *, is_writer: bool
+    paths: RunPaths,
+    model: nn.Module,
+    part: ModelMixin,
+    prefix: str,
+    ema: Ema | None,
+    pretrained: str | None,
+    *,
+    is_writer: bool,
 ) -> str:
-    """Save the stage's network in ``save_pretrained`` layout (EMA weights when given).
+    """Save the stage's network (EMA weights when given): as an adapter on ``pretrained``
+    holding only the weights training changed or added, or whole when ``pretrained`` is None
+    or the part has no pretrained source (the prior).
 
-    Collective like :func:`save_checkpoint`: the full state dict is gathered on every
-    rank, then the writer loads it into a fresh copy of ``part`` built from its config.
+    Collective like :func:`save_checkpoint`: the full state dict is gathered on every rank,
+    then the writer saves its tensors directly (no second copy of the model).
     """
     full = get_model_state_dict(model, options=FULL_STATE)
     if ema is not None:
         full.update(ema.state_dict())
+    trained = {name.removeprefix(prefix) for name in trainable_names(model) if name.startswith(prefix)}
     if is_writer:
-        fresh = type(part).from_config(public_config(part._internal_dict))
-        fresh.load_state_dict({k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)})
+        state = {name.removeprefix(prefix): tensor for name, tensor in full.items() if name.startswith(prefix)}
+        # A rerun may switch layouts: a stale adapter.json would shadow a full export.
+        paths.location.filesystem.delete_dir_contents(paths.export, missing_dir_ok=True)
         with local_folder(paths.location, paths.export) as folder:
-            fresh.save_pretrained(folder, safe_serialization=True)
+            if pretrained and hasattr(type(part), "adapter_source"):
+                save_adapter(part, folder, state, trained, pretrained)
+            else:
+                save_full(part, folder, state)
     return paths.export
-

@@ -90,7 +90,9 @@ class _DiffusionStage(_StageBlock):
         for name in ("temporal_kernel", "spatial_kernel"):
             if getattr(self, name) % 2 == 0:
                 raise ValueError(f"{name} must be odd (same padding keeps the frame count), got {getattr(self, name)}")
-        foreign = sorted(set(self.model_fields_set) & set(VARIANT_KNOBS["videoldm"]) - set(VARIANT_KNOBS[self.variant]))
+        # Off their defaults only: a saved config (every field written) must load back.
+        unused = set(VARIANT_KNOBS["videoldm"]) - set(VARIANT_KNOBS[self.variant])
+        foreign = sorted(name for name in unused if getattr(self, name) != type(self).model_fields[name].default)
         if foreign:
             raise ValueError(f"variant {self.variant} has no {', '.join(foreign)} (it applies to other variants)")
         return self
@@ -168,6 +170,9 @@ class TrainConfig(_Block):
     max_failures: int = Field(0, ge=0, description="Ray Train restarts the worker group this often")
     seed: int = 0
     export_ema: bool = Field(True, description="export EMA weights when EMA is on")
+    export_full: bool = Field(
+        False, description="export whole models; default: only the new and trained weights, on train.pretrained"
+    )
     noise_schedule: NoiseSchedule = Field(default_factory=NoiseSchedule)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     data: DataConfig = Field(default_factory=DataConfig)

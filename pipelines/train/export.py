@@ -1,25 +1,36 @@
 """Assemble trained stages into a cascade folder that ``Cascade.from_pretrained`` loads.
 
 Parts not trained in this run come from the pretrained T2I folder: its text encoder
-and tokenizer always, its 2D VAE when the temporal decoder was not trained.
+and tokenizer always, its 2D VAE when the temporal decoder was not trained. Stage
+exports that are adapters keep pointing at that folder, so a cascade holds one copy of
+what training changed and nothing of the frozen UNet.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from contextlib import ExitStack
+from typing import Any
 
 from diffusers import AutoencoderKL
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from modeling.cascade import Cascade, CascadeConfig
+from modeling.adapters import is_adapter, repoint_adapter
+from modeling.cascade import CascadeConfig, save_cascade
 from modeling.prior import ImagePrior
 from modeling.temporal_vae import TemporalVAE
 from modeling.video_unet import VideoUNet
 from pipelines.train.checkpoint import RunPaths, fetched_folder, local_folder
-from pipelines.train.config import TrainConfig
+from pipelines.train.config import STAGES, TrainConfig
 from pipelines.train.objectives import CASCADE_PART, scheduler_config
 from pipelines.train.preflight import with_folder_defaults
+from storage.catalog import Catalog
+from storage.errors import T2VError
 from storage.location import StorageLocation
+
+
+class NoTrainedBaseError(T2VError):
+    """A cascade was asked of a run without a finished base stage."""
+
 
 PART_LOADERS = {
     "base": VideoUNet, "interpolation": VideoUNet, "superres": VideoUNet, "vae_decoder": TemporalVAE, "prior": ImagePrior
@@ -40,23 +51,48 @@ def cascade_config(config: TrainConfig, trained: set[str]) -> CascadeConfig:
 
 
 def assemble_cascade(location: StorageLocation, config: TrainConfig, trained: list[str]) -> str:
-    """Write ``runs/<name>/cascade/`` from the stage exports in ``trained`` (base required)."""
+    """Write ``runs/<name>/cascade/`` from the stage exports in ``trained`` (base required).
+
+    Exports are copied as they are (an adapter keeps naming ``config.pretrained``, checked to
+    hold its weights); what was not trained is filled as the papers allow: without an
+    interpolation stage the base frames are the video, without super-resolution the base size
+    is decoded, without a temporal decoder the 2D VAE decodes frame by frame.
+    """
     if "base" not in trained:
-        raise ValueError("a cascade needs a trained base stage")
+        raise NoTrainedBaseError(f"run {config.name!r}: a cascade needs a trained base stage (t2v train --stage base)")
     config = with_folder_defaults(config)
-    parts = {}
-    for stage in trained:
-        with fetched_folder(location, RunPaths(location, config.name, stage).export) as folder:
-            parts[CASCADE_PART[stage]] = PART_LOADERS[stage].from_pretrained(folder)
-    parts.setdefault("vae", AutoencoderKL.from_pretrained(config.pretrained, subfolder="vae"))
-    cascade = Cascade(
-        tokenizer=CLIPTokenizer.from_pretrained(config.pretrained, subfolder="tokenizer"),
-        text_encoder=CLIPTextModel.from_pretrained(config.pretrained, subfolder="text_encoder"),
-        scheduler_config=scheduler_config(config),
-        config=cascade_config(config, set(trained)),
-        **parts,
-    )
     target = location.path("runs", config.name, "cascade")
-    with local_folder(location, target) as folder:
-        cascade.save_pretrained(Path(folder))
+    location.filesystem.delete_dir_contents(target, missing_dir_ok=True)  # no part of an older assembly stays
+    with ExitStack() as exports, local_folder(location, target) as folder:
+        parts: dict[str, Any] = {
+            "tokenizer": CLIPTokenizer.from_pretrained(config.pretrained, subfolder="tokenizer"),
+            "text_encoder": CLIPTextModel.from_pretrained(config.pretrained, subfolder="text_encoder"),
+        }
+        for stage in trained:
+            export = RunPaths(location, config.name, stage).export
+            parts[CASCADE_PART[stage]] = exports.enter_context(fetched_folder(location, export))
+        parts.setdefault("vae", AutoencoderKL.from_pretrained(config.pretrained, subfolder="vae"))
+        save_cascade(folder, parts, scheduler_config(config), cascade_config(config, set(trained)))
+        for name in parts:
+            if is_adapter(folder / name):
+                repoint_adapter(folder / name, config.pretrained)
     return target
+
+
+def trained_stages(location: StorageLocation, run: str) -> dict[str, TrainConfig]:
+    """The stages of ``run`` that finished, in cascade order, with the settings each trained with."""
+    rows = {row["id"]: row for row in Catalog(location).read("runs").to_pylist()}
+    finished = [stage for stage in STAGES if (rows.get(f"{run}/{stage}") or {}).get("status") == "finished"]
+    return {stage: TrainConfig.model_validate_json(rows[f"{run}/{stage}"]["config"]) for stage in finished}
+
+
+def assemble_run(location: StorageLocation, run: str, pretrained: str | None = None) -> str:
+    """``assemble_cascade`` from whatever stages ``run`` trained, each with its own settings;
+    ``pretrained`` replaces the folder they were trained on (moved, or on another machine)."""
+    stages = trained_stages(location, run)
+    if "base" not in stages:
+        raise NoTrainedBaseError(f"run {run!r} has no finished base stage to build a cascade on (t2v train --stage base)")
+    config = stages["base"].model_copy(update={stage: settings.stage(stage) for stage, settings in stages.items()})
+    if pretrained:
+        config = config.model_copy(update={"pretrained": str(pretrained)})
+    return assemble_cascade(location, config, list(stages))

@@ -168,10 +168,11 @@ def train_stage(job: TrainJob, ctx: WorkerContext) -> dict[str, Any]:
             metrics = reporter.report(step, "running", checkpoint=checkpoint) if reporter else {}
             ctx.report({"step": step, **metrics})
 
-    # ---- export the finished stage in save_pretrained layout ----
+    # ---- export the finished stage: what training changed, on the pretrained folder ----
     export_ema = ema if config.export_ema else None
     part, prefix = objective.export_model(), _export_prefix(objective)
-    export = export_stage(paths, model, part, prefix, export_ema, is_writer=is_writer)
+    pretrained = None if config.export_full else config.pretrained
+    export = export_stage(paths, model, part, prefix, export_ema, pretrained, is_writer=is_writer)
     if reporter is None:
         return {"step": step}
     checkpoint = paths.path("checkpoints", last_checkpoint) if last_checkpoint else None

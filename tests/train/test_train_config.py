@@ -44,7 +44,7 @@ def test_bad_settings_fail_loudly(bad):
     [
         ({"interpolation": {"spatial_kernel": 2}}, "spatial_kernel must be odd"),
         ({"base": {"spatial_kernel": 3}}, "variant make_a_video has no spatial_kernel"),
-        ({"superres": {"head_dim": 8, "temporal_kernel": 3}}, "variant lavie has no head_dim, temporal_kernel"),
+        ({"superres": {"head_dim": 8, "temporal_kernel": 5}}, "variant lavie has no head_dim, temporal_kernel"),
     ],
 )
 def test_variant_knobs_validate(bad, message):
@@ -57,6 +57,7 @@ def test_variant_knobs_reach_the_inflation_options():
     assert config.interpolation.inflation_options() == {"head_dim": 64, "ff_mult": 2, "temporal_kernel": 3, "spatial_kernel": 3}
     assert config.base.inflation_options() == {"head_dim": 64, "ff_mult": 0, "temporal_kernel": 5}
     assert TrainConfig().superres.inflation_options() == {}
+    assert TrainConfig.model_validate_json(config.model_dump_json()) == config  # a saved config loads back
 
 
 def test_train_section_in_settings_names_the_key(tmp_path):
