@@ -27,7 +27,7 @@ def test_t2i_folder_loads_like_a_stable_diffusion_folder(tmp_path, shape_images)
     images, captions = shape_images
     losses = []
     folder = train_t2i(images, captions, tmp_path / "t2i", T2IConfig(vae_steps=3, unet_steps=3, batch_size=4),
-                       progress=lambda phase, step, loss: losses.append(phase))
+                       progress=lambda state: losses.append(state.phase))
     assert losses == ["vae"] * 3 + ["unet"] * 3
     for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_encoder", "model_index.json"):
         assert (folder / part).exists(), part
@@ -57,3 +57,5 @@ def test_t2i_rejects_images_of_the_wrong_size(tmp_path, shape_images):
         train_t2i(images[:, :16], captions, tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
     with pytest.raises(ValueError, match="captions"):
         train_t2i(images, captions[:3], tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
+    with pytest.raises(ValueError, match="vae_crop"):
+        T2IConfig(size=16, vae_crop=32)
