@@ -143,7 +143,7 @@ def cascade_source(run: str, cascade: str | None, location: StorageLocation) -> 
     path = location.path("runs", run, "cascade")
     trained = {CASCADE_PART[stage] for stage in trained_stages(location, run)}
     if "base" not in trained and not location.exists(f"runs/{run}/cascade/cascade.json"):
-        raise CascadeNotFoundError(f"run {run!r} has no cascade at {path} and no trained base stage; "
+        raise CascadeNotFoundError(f"run {run!r} has no exported cascade at {path} and no trained base stage: "
                                    "train one (t2v train --stage base) or pass --cascade")
     if "base" in trained and trained != _cascade_parts(location, run):
         assemble_run(location, run)
