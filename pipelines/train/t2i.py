@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from modeling.samplers.ddim import LATENT_DDIM_CONFIG
-from pipelines.train.tiny import HIDDEN, MAX_TOKENS, _image_encoder, _text_encoder
+from pipelines.train.tiny import MAX_TOKENS, _image_encoder, _text_encoder, _unet
 
 CLIP_MERGES = 49152 - 256 - 2  # the merges CLIP's vocabulary uses, as in CLIP's simple_tokenizer
 
@@ -85,21 +85,6 @@ def t2i_vae(channels: int) -> AutoencoderKL:
         norm_num_groups=4,
         sample_size=32,
         mid_block_add_attention=False,
-    )
-
-
-def t2i_unet() -> UNet2DConditionModel:
-    return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=8,
     )
 
 
@@ -180,7 +165,7 @@ def train_t2i(images: np.ndarray, captions: Sequence[str], directory: str | Path
     scale = vae.config.scaling_factor
 
     text_encoder = _text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
-    unet = t2i_unet().to(device)
+    unet = _unet(cross_attention_level=1).to(device)  # attention over 8x8, not 16x16, positions
     scheduler = DDPMScheduler.from_config({**LATENT_DDIM_CONFIG, "prediction_type": config.prediction_type})
     ids = tokenizer(list(captions) + [""], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(device)

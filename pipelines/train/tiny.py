@@ -79,15 +79,19 @@ def _image_encoder() -> CLIPVisionModelWithProjection:
     return CLIPVisionModelWithProjection(config)
 
 
-def _unet() -> UNet2DConditionModel:
+def _unet(cross_attention_level: int = 0) -> UNet2DConditionModel:
+    """Two levels (16x16 and 8x8 latents), cross-attention at ``cross_attention_level`` only."""
+    down = ["DownBlock2D", "DownBlock2D"]
+    down[cross_attention_level] = "CrossAttnDownBlock2D"
+    up = ["CrossAttnUpBlock2D" if block.startswith("CrossAttn") else "UpBlock2D" for block in down]
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up[::-1]),
         cross_attention_dim=HIDDEN,
         attention_head_dim=8,
         norm_num_groups=8,
