@@ -84,9 +84,12 @@ def test_two_workers_killed_after_a_checkpoint_resume_and_export(train_data, ray
     settings = Settings(storage={"root": str(train_data.root)}, train=config)
     paths = TrainJob("base", config, train_data.location).paths
 
-    run_until_killed(settings, paths)
+    error = run_until_killed(settings, paths)
     killed_at = latest_checkpoint(paths)
     assert 2 <= killed_at.step < TOTAL_STEPS
+    # the caller (t2v train) gets the worker's own error, as the runs table keeps it, not Ray's wrapper
+    failed = next(r for r in Catalog(train_data.location).read("runs").to_pylist() if r["id"] == "ray/base")
+    assert type(error).__name__ != "WorkerGroupError" and failed["error"].startswith(f"{type(error).__name__}: ")
 
     summary = train_flow(settings=settings, stage="base")  # the same command again
     (result,) = summary.stages
