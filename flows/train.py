@@ -62,13 +62,14 @@ def train_flow(settings: Settings, stage: str = "base") -> TrainSummary:
     return summary
 
 
-def tiny_cascade_settings(settings: Settings, steps: int = 3) -> Settings:
-    """``settings`` with a tiny T2I model (written under ``models/tiny-sd`` of a local storage
-    root) and tiny stages of ``steps`` steps: what ``t2v demo`` trains with ``stage="all"``."""
+def tiny_cascade_settings(settings: Settings, steps: int = 3, pretrained: str | None = None) -> Settings:
+    """``settings`` with tiny stages of ``steps`` steps inflating ``pretrained`` (default: a tiny
+    random T2I model written under ``models/tiny-sd`` of a local storage root): what ``t2v demo``
+    trains with ``stage="all"``."""
     location = settings.location()
     if not location.is_local:
         raise SettingsError("the tiny demo model is written to a local storage root")
-    pretrained = write_tiny_sd(location.path("models", "tiny-sd"))
+    pretrained = pretrained or write_tiny_sd(location.path("models", "tiny-sd"))
     stages = {name: {"steps": steps} for name in STAGES}
     train = tiny_train_config(pretrained, name=settings.train.name, num_workers=settings.train.num_workers, **stages)
     return settings.model_copy(update={"train": train})

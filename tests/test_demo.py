@@ -9,6 +9,9 @@ from flows.cli import app
 from flows.curate import uncurated_samples_version
 from flows.demo import DEMO_LONG_PROMPT, demo_flow
 from pipelines.settings import load_settings
+from pipelines.shapes.samples import ShapesWorldConfig
+from pipelines.shapes.world import label_templates
+from pipelines.train.t2i import T2IConfig
 from storage.catalog import Catalog
 
 pytestmark = pytest.mark.usefixtures("ray_local", "prefect_server")
@@ -19,17 +22,22 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "data"
     settings = load_settings(overrides={"storage": {"root": str(root)},
                                         "curate": {"transcode": {"size": [128, 96]}}}, environ={})
-    return demo_flow(settings=settings, steps=2, eval_prompts=2), Catalog(settings.location()), root
+    shapes, t2i = ShapesWorldConfig(num_images=4, num_videos=4), T2IConfig(vae_steps=2, unet_steps=2, batch_size=4)
+    summary = demo_flow(settings=settings, steps=2, eval_prompts=2, shapes=shapes, t2i=t2i)
+    return summary, Catalog(settings.location()), root
 
 
 def test_data_phases_ingest_and_curate_the_sample_media(demo):
     summary, catalog, _ = demo
     samples = catalog.read("samples").to_pylist()
-    assert summary.ingested.quarantined == 0 and len(samples) == 10
+    assert summary.ingested.quarantined == 0 and len(samples) == 10 + 8  # sample media + shapes world
     assert {r["kind"] for r in samples} == {"video", "image"}
     clips = catalog.read("clips").to_pylist()
     assert len(clips) == summary.curated.clips.row_counts["total"] >= 5
     assert any(c["pseudo"] for c in clips) and any(not c["pseudo"] for c in clips)
+    # shapes videos carry labels; the captioner writes their captions from the label templates
+    assert {"green triangle moving up", "yellow square moving right"} <= {r["label"] for r in samples}
+    assert {c["caption"] for c in clips} & set(label_templates().values())
     funnel = {r["stage"]: r for r in catalog.read("funnel").to_pylist()}
     assert list(funnel)[0] == "cut"
     # model filters without weights are reported as skipped, with the setting that would enable them
@@ -43,6 +51,9 @@ def test_train_phase_trains_every_stage_on_two_workers(demo):
     assert set(runs) >= {"base", "interpolation", "superres", "vae_decoder"}  # + prior: the base uses image embeddings
     assert all(r["status"] == "finished" and r["step"] == 2 and r["num_workers"] == 2 for r in runs.values())
     assert summary.trained.cascade and (root / "runs" / "default" / "cascade" / "cascade.json").is_file()
+    # the stages inflate the text-to-image model the demo trained on the shapes stills
+    written = load_settings(config_file=root / "demo" / "t2v.yaml", environ={})
+    assert written.train.pretrained == str(root / "models" / "shapes-t2i")
 
 
 def test_generate_phase_makes_short_clips_and_one_long_vidrd_video(demo):
