@@ -7,6 +7,9 @@ same filesystem from it instead of shipping open handles.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -77,34 +80,54 @@ class StorageLocation:
             object.__setattr__(self, key, value)
 
 
+TEMP_PREFIX = ".tmp-"  # a local write in progress; one left behind was killed mid-write
+
+
 def write_atomic(location: StorageLocation, path: str, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` at ``path`` so readers see the whole file or nothing.
 
     Local: temp file + rename (``exclusive`` uses a hard link, failing if the file exists).
     Object stores: a single PUT is already atomic; ``exclusive`` checks first.
     """
-    fs = location.filesystem
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
     if location.is_local:
-        tmp = f"{parent}/.tmp-{os.getpid()}-{os.urandom(6).hex()}"
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            if exclusive:
-                os.link(tmp, path)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic_file(location, path, lambda local: Path(local).write_bytes(data), exclusive=exclusive)
         return
+    fs = location.filesystem
     if exclusive and fs.get_file_info(path).type != pafs.FileType.NotFound:
         raise FileExistsError(path)
     with fs.open_output_stream(path) as out:
         out.write(data)
+
+
+def write_atomic_file(
+    location: StorageLocation, path: str, fill: Callable[[str], None], *, exclusive: bool = False
+) -> None:
+    """Like :func:`write_atomic`, with ``fill(local_path)`` writing the file, so large
+    serialisations (checkpoints) stream to disk instead of sitting in memory first."""
+    fs = location.filesystem
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if not location.is_local:
+        with tempfile.TemporaryDirectory(prefix="t2v-upload-") as scratch:
+            local = f"{scratch}/file"
+            fill(local)
+            if exclusive and fs.get_file_info(path).type != pafs.FileType.NotFound:
+                raise FileExistsError(path)
+            with open(local, "rb") as source, fs.open_output_stream(path) as out:
+                shutil.copyfileobj(source, out, 16 << 20)
+        return
+    tmp = f"{parent}/{TEMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+    try:
+        fill(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def read_bytes(location: StorageLocation, path: str) -> bytes:

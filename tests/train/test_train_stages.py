@@ -91,8 +91,11 @@ def test_resumed_run_matches_an_uninterrupted_one(train_data):
         train_stage(crashed, local_context(crash_after(stage_batches(crashed), 3)))
     checkpoint = latest_checkpoint(crashed.paths)
     assert (checkpoint.step, checkpoint.samples_seen) == (2, 4)
+    killed_save = train_data.root / "runs" / "crashed" / "base" / "checkpoints" / "step_00000002" / ".tmp-999-dead"
+    killed_save.write_bytes(b"half a file")  # what a save killed with -9 leaves behind
     result = train_stage(crashed, local_context(stage_batches(crashed, start=checkpoint.samples_seen)))
     assert result["step"] == 4
+    assert not list((train_data.root / "runs" / "crashed").rglob(".tmp-*"))
 
     def final(job, name):
         return load_file(f"{job.paths.path('checkpoints', 'step_00000004')}/{name}")
