@@ -7,7 +7,7 @@ shapes judge, whose chance levels are 25 % (colour) and 33 % (shape). Before the
 judge reads the VAE's reconstructions: the ceiling the UNet can reach. The last row samples the
 final model with empty prompts: what the text adds (chance when nothing does).
 
-    python benchmarks/t2i_learning.py                       # default schedule, ~3-5 min on 2 idle cores
+    python benchmarks/t2i_learning.py                       # default schedule, ~570 CPU s (~5-9 min on 2 cores)
     python benchmarks/t2i_learning.py --unet-steps 400 --eval-every 100
 """
 
@@ -25,7 +25,13 @@ from einops import rearrange
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling.samplers.ddim import LATENT_DDIM_CONFIG, VideoDenoiser, ddim_sample, gaussian_noise, make_generator  # noqa: E402
+from modeling.samplers.ddim import (  # noqa: E402
+    LATENT_DDIM_CONFIG,
+    VideoDenoiser,
+    ddim_sample,
+    gaussian_noise,
+    make_generator,
+)
 from pipelines.evaluate.shapes_judge import judge  # noqa: E402
 from pipelines.shapes.world import COLOURS, SHAPES, random_scene  # noqa: E402
 from pipelines.train.t2i import T2IConfig, T2IProgress, train_t2i  # noqa: E402
