@@ -93,7 +93,7 @@ def test_fid_and_clipsim_preprocessing_shapes():
     fid = FIDProtocol(num_frames=4).preprocess(videos)
     assert fid.shape == (8, 3, 299, 299) and fid.min() >= -1 and fid.max() <= 1
     frames = CLIPSIMProtocol(num_frames=4).preprocess(videos)
-    assert frames.shape == (8, 3, 32, 32) and frames.max() <= 1
+    assert frames.shape == (8, 32, 32, 3) and frames.dtype == np.uint8  # open_clip resizes them itself
 
 
 def test_protocols_round_trip_through_config_json():
