@@ -8,9 +8,10 @@ train.yaml fails loudly.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 STAGES: tuple[str, ...] = ("base", "interpolation", "superres", "vae_decoder", "prior")
 PredictionType = Literal["epsilon", "v_prediction"]
@@ -33,6 +34,46 @@ class OptimConfig(_Block):
     ema_decay: float | None = Field(0.999, ge=0, lt=1, description="EMA of trainable weights; null disables it")
 
 
+# Ray renders a row filter as pyarrow's expression text, which the Lance scan parses as SQL:
+# a double quote, backslash or control character would end or garble its string literals.
+_UNQUOTABLE = re.compile(r'["\\\x00-\x1f]')
+
+
+class RowSelection(_Block):
+    """Which catalog rows a stage trains on, as one filter pushed down to the Lance scan (nothing is
+    copied). Every field set must hold; the values of one field are alternatives."""
+
+    sources: list[str] | None = Field(
+        None, min_length=1,
+        description="absolute paths or URIs of source folders or files, as ingest resolved them: a row is "
+        "kept when its source_uri is one of them or lies under one (a folder, or a shard's #members)",
+    )
+    labels: list[str] | None = Field(None, min_length=1, description="exact class labels (unlabelled rows drop out)")
+    pseudo: bool | None = Field(
+        None, description="clips only: true keeps the pseudo-videos made from stills, false the real videos"
+    )
+
+    @field_validator("sources", "labels")
+    @classmethod
+    def _quotable(cls, values: list[str] | None) -> list[str] | None:
+        for value in values or ():
+            if not value or _UNQUOTABLE.search(value):
+                raise ValueError(f"{value!r}: empty, or holds a double quote, backslash or control character")
+        return values
+
+    @field_validator("sources")
+    @classmethod
+    def _absolute(cls, values: list[str] | None) -> list[str] | None:
+        relative = [v for v in values or () if not (v.startswith("/") or "://" in v)]
+        if relative:
+            raise ValueError(f"{relative}: give absolute paths or URIs (source_uri holds resolved paths)")
+        return values
+
+    def describe(self) -> str:
+        """The fields set, for messages: ``labels ['red circle moving left'], pseudo False``."""
+        return ", ".join(f"{name} {value!r}" for name, value in self.model_dump(exclude_none=True).items())
+
+
 class DataConfig(_Block):
     clips_version: int | None = Field(None, ge=1, description="clips table version; latest when empty")
     samples_version: int | None = Field(None, ge=1, description="samples table version for image rows")
@@ -49,6 +90,9 @@ class DataConfig(_Block):
     prefetch_batches: int = Field(2, ge=0)
     cache: list[Literal["text", "latents"]] = Field(
         default_factory=list, description="frozen-encoder outputs to cache under cache/ on the storage root"
+    )
+    select: RowSelection = Field(
+        default_factory=RowSelection, description="the clips (and image samples) trained on; all when empty"
     )
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """Training samples from a ``clips`` table version, read and decoded by Ray Data.
 
-The rows come through Ray Data's Lance reader (only the columns trained on, the stage's
-filter pushed down to the scan) and stay in Ray's object store, sorted by id.
+The rows come through Ray Data's Lance reader (only the columns trained on; the stage's
+filter and ``data.select`` pushed down to the scan as one predicate) and stay in Ray's object
+store, sorted by id.
 
 Sample ``i`` of a run is a pure function of ``i`` and the seed: which row (a fresh
 permutation each epoch), video or image (LaVie's image ratio), the fps (Make-A-Video's
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ import ray.data
 from PIL import Image
 from ray.data.expressions import Expr, col
 
-from pipelines.train.config import DataConfig
+from pipelines.train.config import DataConfig, RowSelection
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, TableSnapshot
 from storage.errors import T2VError
@@ -116,19 +118,55 @@ class RowBlocks:
 def training_sources(
     location: StorageLocation, data: DataConfig, *, captioned_only: bool = False, with_images: bool = False
 ) -> TrainingSources:
-    """The clips version (and the image samples when the image ratio asks for them) a stage trains on."""
+    """The clips version (and the image samples when the image ratio asks for them) a stage trains on:
+    ``data.select`` and, with ``captioned_only``, a caption, as one predicate folded into each scan."""
     catalog = Catalog(location)
     if catalog.latest("clips") is None:
         raise TrainDataError(f"no clips table under {location.uri()}: curate videos first")
-    captioned = col("caption").is_not_null() & (col("caption") != "")
-    videos = RowSource(catalog.snapshot("clips", data.clips_version), captioned if captioned_only else None,
-                       "captioned clips" if captioned_only else "clips")
+    captioned = [col("caption").is_not_null() & (col("caption") != "")] if captioned_only else []
+    what = "captioned clips" if captioned_only else "clips"
+    if selected := data.select.describe():
+        what += f" matching data.select ({selected})"
+    videos = RowSource(catalog.snapshot("clips", data.clips_version),
+                       _all_of(captioned + _selection(data.select, clips=True)), what)
     images = None
     if with_images and catalog.latest("samples") is not None:
-        only_images = col("kind") == "image"
         images = RowSource(catalog.snapshot("samples", data.samples_version),
-                           only_images & captioned if captioned_only else only_images, "images")
+                           _all_of([col("kind") == "image", *captioned, *_selection(data.select, clips=False)]),
+                           "images")
     return TrainingSources(videos, images)
+
+
+def _selection(select: RowSelection, *, clips: bool) -> list[Expr]:
+    """``select`` as conditions on the columns clips and samples share (``pseudo`` only on clips)."""
+    conditions = []
+    if select.sources is not None:
+        conditions.append(_any_of([_from_source(source) for source in select.sources]))
+    if select.labels is not None:
+        conditions.append(_any_of([col("label") == label for label in select.labels]))
+    if clips and select.pseudo is not None:
+        conditions.append(col("pseudo") == select.pseudo)
+    return conditions
+
+
+def _from_source(source: str) -> Expr:
+    """``source_uri`` is ``source`` or lies under it: a file below the folder or a member of the shard."""
+    folder = source.rstrip("/")
+    uri = col("source_uri")
+    return (uri == folder) | _starts_with(uri, folder + "/") | _starts_with(uri, folder + "#")
+
+
+def _starts_with(column: Expr, prefix: str) -> Expr:
+    # As a range: the expression text of pyarrow's starts_with is no SQL that the Lance scan parses.
+    return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+
+
+def _all_of(conditions: list[Expr]) -> Expr | None:
+    return reduce(lambda a, b: a & b, conditions) if conditions else None
+
+
+def _any_of(conditions: list[Expr]) -> Expr:
+    return reduce(lambda a, b: a | b, conditions)
 
 
 def training_rows(location: StorageLocation, sources: TrainingSources) -> TrainingRows:

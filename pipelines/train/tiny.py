@@ -154,9 +154,11 @@ def tiny_train_config(pretrained: str | Path, name: str = "tiny", **overrides: A
     return TrainConfig(**settings)
 
 
-def write_sample_clips(location: StorageLocation, videos: list[tuple[Path, str | None]], workdir: Path, frames: int = 40) -> int:
+def write_sample_clips(location: StorageLocation, videos: list[tuple[Path, str | None]], workdir: Path, frames: int = 40,
+                       labels: dict[str, str] | None = None) -> int:
     """A small ``clips`` table from real videos: the first ``frames`` frames of each, re-encoded
-    at 64x48 (H.264) into the blob store, with the given captions. Returns the table version."""
+    at 64x48 (H.264) into the blob store, with the given captions (and ``labels`` by file name).
+    Returns the table version."""
     blobs = BlobStore(location)
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -171,5 +173,6 @@ def write_sample_clips(location: StorageLocation, videos: list[tuple[Path, str |
             "start_time": 0.0, "end_time": stored.duration, "fps": stored.fps, "num_frames": stored.num_frames,
             "width": stored.width, "height": stored.height, "duration": stored.duration,
             "caption": caption, "caption_source": "manifest" if caption else None,
+            "label": (labels or {}).get(source.name),
         })
     return Catalog(location).write("clips", rows, run_id="sample-clips").version

