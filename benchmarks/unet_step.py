@@ -13,11 +13,12 @@ efficiently as AnimateDiff; checkpointing cuts peak memory to <= 0.60. Step time
 parameters is not a target: the papers place temporal layers where they cost more FLOPs per
 parameter. On a GPU each row's bf16 TFLOP/s is printed beside the GPU's dense bf16 peak.
 
-GFLOP: FLOPs of one step (FlopCounterMode). At equal parameters the papers' layers sit at
-higher resolutions than AnimateDiff's (none at the lowest-resolution blocks, and for
-make_a_video/videoldm one right after the first conv, so backward runs through the
-full-resolution spatial transformer); "s/FLOP x AD" is "step x AD" over "GFLOP x AD", the time
-per FLOP, i.e. how efficiently each model runs the work it has to do.
+GFLOP: FLOPs of one step (FlopCounterMode, plus the CPU attention kernels it has no formula
+for). At equal parameters the papers' layers sit at higher resolutions than AnimateDiff's
+(none at the lowest-resolution blocks, and for make_a_video/videoldm one right after the
+first conv, so backward runs through the full-resolution spatial transformer); "s/FLOP x AD"
+is "step x AD" over "GFLOP x AD", the time per FLOP, i.e. how efficiently each model runs the
+work it has to do.
 
 Step time: wall seconds on GPU; on CPU the process's CPU seconds (a shared machine makes
 wall time swing by 10x), settings interleaved round-robin, fastest kept.
@@ -46,7 +47,7 @@ import torch
 from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 import modeling
 from modeling.freeze import apply_freeze_policy
@@ -249,10 +250,28 @@ def measure_all(models: dict[str, torch.nn.Module], args: argparse.Namespace, de
     return rows
 
 
+def _cpu_flash_attention_flop(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_flash_attention_backward_flop(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# torch's counter has formulas for the CUDA attention kernels only: on CPU every
+# scaled_dot_product_attention (the spatial attention of all models, AnimateDiff's motion
+# modules, make_a_video's and videoldm's temporal attention) would count zero, while
+# attention written as bmm (lavie's biased one) counts. The same formulas as the CUDA kernels'.
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flop,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_flash_attention_backward_flop,
+}
+
+
 def step_gflop(step: Callable[[], None]) -> float:
     """FLOPs of one step, counted on CPU too: they say how much of a time ratio is work placed
     differently (e.g. temporal layers at higher resolution) rather than overhead."""
-    with FlopCounterMode(display=False) as flops:
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as flops:
         step()
     return flops.get_total_flops() / 1e9
 
