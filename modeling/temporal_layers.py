@@ -188,7 +188,7 @@ def attention_with_bias(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
 
 
 class TemporalAttention(nn.Module):
-    """Self-attention across frames at every pixel (``b c f h w -> (b h w) f c``), residual.
+    """Self-attention across frames at every pixel (``b c f h w -> b f (h w) c``), residual.
 
     ``zero_init=True`` zeroes the output projections so the layer starts as identity.
     ``positions="rope"`` rotates queries and keys (:func:`apply_rotary`, the first
@@ -237,29 +237,38 @@ class TemporalAttention(nn.Module):
                 nn.init.zeros_(linear.bias)
 
     def attend(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``attn(norm(tokens))`` across frames for ``b f n c`` tokens, any strides.
+
+        The per-token layers (norm, projections) run in the caller's layout; one rearrange
+        of the fused q, k, v makes each pixel's frame sequence contiguous for the attention,
+        and one of its output returns to ``b f n c``: no copy of the tokens themselves.
+        """
         hidden = self.norm(tokens)
         if self.positions == "sinusoidal":
-            hidden = hidden + sinusoidal_positions(hidden.shape[1], hidden.shape[2], hidden.device, hidden.dtype)
-        qkv = rearrange(self.to_qkv(hidden), "n f (three heads d) -> n f three heads d", three=3, heads=self.num_heads)
+            positions = sinusoidal_positions(hidden.shape[1], hidden.shape[-1], hidden.device, hidden.dtype)
+            hidden = hidden + rearrange(positions, "f c -> f 1 c")
+        qkv = rearrange(
+            self.to_qkv(hidden), "b f n (three heads d) -> three (b n) heads f d", three=3, heads=self.num_heads
+        )
         # split (not slicing): its backward concatenates instead of zero-filling and adding
-        query_key, value = qkv.split((2, 1), dim=2)
+        query_key, value = qkv.split((2, 1))
         if self.positions == "rope":  # query and key rotated in one pass
-            query_key = apply_rotary(query_key, frame_dim=1, rotary_dim=self.rotary_dim)
-        query, key = rearrange(query_key, "n f two heads d -> two n heads f d")
-        value = rearrange(value, "n f 1 heads d -> n heads f d")
+            query_key = apply_rotary(query_key, rotary_dim=self.rotary_dim)
+        query, key = query_key
+        value = rearrange(value, "1 n heads f d -> n heads f d")
         if self.relative_bias is None:
             attended = F.scaled_dot_product_attention(query, key, value)
         else:
             attended = attention_with_bias(query, key, value, self.relative_bias(tokens.shape[1], tokens.device))
-        return self.to_out(rearrange(attended, "n heads f d -> n f (heads d)"))
+        return self.to_out(rearrange(attended, "(b n) heads f d -> b f n (heads d)", b=tokens.shape[0]))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        _, _, _, height, width = video.shape
-        tokens = rearrange(video, "b c f h w -> (b h w) f c")
+        height = video.shape[-2]
+        tokens = rearrange(video, "b c f h w -> b f (h w) c")
         tokens = tokens + self.attend(tokens)
         if self.ff is not None:
             tokens = tokens + self.ff(tokens)
-        return rearrange(tokens, "(b h w) f c -> b c f h w", h=height, w=width)
+        return rearrange(tokens, "b f (h w) c -> b c f h w", h=height)
 
 
 class TemporalConvBlock(nn.Module):
@@ -406,18 +415,16 @@ class FeedForwardTemporalAdapter(nn.Module):
     def delta(self, hidden: torch.Tensor) -> torch.Tensor:
         """``attn(norm(h))`` on video rows, zero on image rows."""
         context = self.frames.get()
-        tokens = rearrange(hidden, "(b f) n c -> b n f c", f=context.num_frames)
+        videos = rearrange(hidden, "(b f) n c -> b f n c", f=context.num_frames)  # a view: attend takes any strides
         rows = context.video_rows
-        videos = tokens if rows is None else tokens[rows]
-        delta = torch.zeros_like(tokens) if rows is not None else None
-        if videos.shape[0]:
-            attended = self.layer.attend(rearrange(videos, "b n f c -> (b n) f c"))
-            attended = rearrange(attended, "(b n) f c -> b n f c", n=tokens.shape[1])
-            if delta is None:
-                delta = attended
-            else:
-                delta[rows] = attended
-        return rearrange(delta, "b n f c -> (b f) n c")
+        if rows is None:
+            delta = self.layer.attend(videos)
+        else:
+            delta = torch.zeros_like(videos)
+            selected = videos[rows]
+            if selected.shape[0]:
+                delta[rows] = self.layer.attend(selected)
+        return rearrange(delta, "b f n c -> (b f) n c")
 
     def before_norm(self, module: nn.Module, args: tuple) -> tuple:
         hidden = args[0]
