@@ -7,6 +7,9 @@ to the same columns minus ``video`` plus:
 * ``features``: I3D logits (b, 400) for FVD, C3D class probabilities (b, 101)
   for IS, Inception pool features (b, f, 2048) for FID on frames;
 * ``clipsim`` (b,): per-video CLIPSIM, for which a ``prompt`` column is needed;
+* ``colour_correct``, ``shape_correct``, ``direction_correct`` (b,): 1 or 0 per clip as the
+  weight-free shapes judge reads it against its ``prompt`` (NaN where the prompt names no such
+  word), and ``consistency`` (b,);
 * ``random_init`` (b,): True when no weights were given, so reports can label
   such metrics as computed with random-init networks.
 
@@ -31,7 +34,8 @@ from modeling.features.checkpoint import PathLike, seeded_init
 from modeling.features.i3d import I3D
 from modeling.features.inception import inception_features, load_inception_features
 from pipelines.evaluate.metrics import clipsim
-from pipelines.evaluate.protocols import CLIPSIMProtocol, FIDProtocol, FVDProtocol, ISProtocol
+from pipelines.evaluate.protocols import CLIPSIMProtocol, FIDProtocol, FVDProtocol, ISProtocol, ShapesJudgeProtocol
+from pipelines.evaluate.shapes_judge import ATTRIBUTES, judge_clip
 
 Batch = dict[str, np.ndarray]
 VideoProtocol = FVDProtocol | ISProtocol | FIDProtocol
@@ -120,8 +124,28 @@ class ClipSimScorer:
         return _with_outputs(batch, clipsim=np.asarray(scores, np.float64), random_init=self.random_init)
 
 
-def extractor_class(protocol: VideoProtocol | CLIPSIMProtocol) -> type:
+class ShapesJudgeScorer:
+    """Per-clip verdicts of the shapes judge for batches with ``video`` and ``prompt`` columns; no network."""
+
+    def __init__(self, protocol: ShapesJudgeProtocol, weights_path: PathLike | None = None):
+        if weights_path is not None:
+            raise ValueError("the shapes judge has no weights to load")
+        self.protocol = protocol
+
+    def __call__(self, batch: Batch) -> Batch:
+        judgements = [judge_clip(str(prompt), self.protocol.video_uint8(video[None])[0])
+                      for prompt, video in zip(batch["prompt"], batch["video"])]
+        verdicts = {f"{attribute}_correct": np.asarray(
+            [np.nan if getattr(j, attribute) is None else float(getattr(j, attribute)) for j in judgements])
+            for attribute in ATTRIBUTES}
+        consistency = np.asarray([j.consistency for j in judgements], np.float64)
+        return _with_outputs(batch, random_init=False, **verdicts, consistency=consistency)
+
+
+def extractor_class(protocol: VideoProtocol | CLIPSIMProtocol | ShapesJudgeProtocol) -> type:
     """The ``map_batches`` class for ``protocol`` (construct it with ``protocol`` and ``weights_path``)."""
+    if isinstance(protocol, ShapesJudgeProtocol):
+        return ShapesJudgeScorer
     return ClipSimScorer if isinstance(protocol, CLIPSIMProtocol) else VideoFeatureExtractor
 
 

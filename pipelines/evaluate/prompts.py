@@ -1,4 +1,5 @@
-"""Prompt sets for evaluation: UCF-101 class templates, caption files (MSR-VTT style), user prompt files.
+"""Prompt sets for evaluation: UCF-101 class templates, caption files (MSR-VTT style), user prompt files,
+and the shapes world's prompts (every colour and direction, for the weight-free shapes judge).
 
 Every set is a list of :class:`EvalPrompt` in a fixed order, so the seed of prompt ``i``
 (``base_seed + i``) and hence each generated clip is reproducible whatever the number
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.shapes.world import shape_prompts
 from pipelines.ucf101 import UCF101_CLASSES, ucf101_prompt
 from storage.errors import T2VError
 
-PromptSetKind = Literal["ucf101", "msrvtt", "prompts"]
+PromptSetKind = Literal["ucf101", "msrvtt", "prompts", "shapes"]
+# Every (colour, direction) pair once: 16 prompts, each colour and each direction four times.
+SHAPES_REPEATS = 1
 # Keys that hold the text in caption files: MSR-VTT's JSON uses "caption", others "text"/"prompt".
 _TEXT_KEYS = ("caption", "prompt", "text", "sentence")
 
@@ -57,6 +61,8 @@ def prompt_set(kind: PromptSetKind, path: str | Path | None = None, limit: int |
     """The prompts of an evaluation protocol; caption and prompt files need ``path``. ``limit`` keeps the first ones."""
     if kind == "ucf101":
         prompts = ucf101_prompt_set() if path is None else read_prompt_file(path)
+    elif kind == "shapes":
+        prompts = [EvalPrompt(text) for text in shape_prompts(SHAPES_REPEATS)] if path is None else read_prompt_file(path)
     elif path is None:
         raise PromptFileError(f"protocol {kind!r} needs a prompt or caption file")
     else:

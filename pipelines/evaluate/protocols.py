@@ -144,15 +144,27 @@ class CLIPSIMProtocol(_VideoProtocol):
         return rearrange(self.video_uint8(video), "b f h w c -> (b f) h w c")
 
 
-Protocol = Annotated[Union[FVDProtocol, ISProtocol, FIDProtocol, CLIPSIMProtocol], Field(discriminator="kind")]
+class ShapesJudgeProtocol(_VideoProtocol):
+    """The weight-free shapes judge (``shapes_judge``): colour, shape and direction accuracy against
+    the words of each prompt, and frame-to-frame consistency, read off the first ``num_frames`` frames."""
 
-PRESETS: dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol] = {
+    kind: Literal["shapes"] = "shapes"
+    name: str = "shapes_judge"
+    num_frames: int = Field(8, ge=2)  # a direction needs two frames at least
+
+
+Protocol = Annotated[
+    Union[FVDProtocol, ISProtocol, FIDProtocol, CLIPSIMProtocol, ShapesJudgeProtocol], Field(discriminator="kind")
+]
+
+PRESETS: dict[str, Protocol] = {
     "fvd2048_16f": FVDProtocol(),
     "fvd2048_128f": FVDProtocol(name="fvd2048_128f", num_frames=128),
     "is_tganv2_c3d": ISProtocol(),
     "isv2048_ucf": ISProtocol(name="isv2048_ucf", num_samples=2048, splits=10, shuffle_seed=42),
     "fid_frames": FIDProtocol(),
     "clipsim_vitb32": CLIPSIMProtocol(),
+    "shapes_judge": ShapesJudgeProtocol(),
 }
 
 

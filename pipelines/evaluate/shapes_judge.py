@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipelines.shapes.world import COLOURS, DIRECTIONS, parse_prompt
+from pipelines.shapes.world import COLOURS, DIRECTIONS, SHAPES, parse_prompt
 
 # fill ratio thresholds halfway between triangle (0.5), circle (0.785) and square (1.0)
 _TRIANGLE_CIRCLE, _CIRCLE_SQUARE = 0.64, 0.89
@@ -136,6 +136,35 @@ def read_clip(frames: np.ndarray) -> ClipReading:
     )
 
 
+# Accuracy of a judge that guesses: one over the size of each vocabulary.
+CHANCE = {"colour_accuracy": 1 / len(COLOURS), "shape_accuracy": 1 / len(SHAPES),
+          "direction_accuracy": 1 / len(DIRECTIONS)}
+ATTRIBUTES = ("colour", "shape", "direction")
+
+
+@dataclass(frozen=True)
+class ClipJudgement:
+    """Whether one clip shows each attribute its prompt names (None: the prompt does not name it)."""
+
+    colour: bool | None
+    shape: bool | None
+    direction: bool | None
+    consistency: float
+
+
+def names_an_attribute(prompt: str) -> bool:
+    expected = parse_prompt(prompt)
+    return any(getattr(expected, attribute) is not None for attribute in ATTRIBUTES)
+
+
+def judge_clip(prompt: str, clip: np.ndarray) -> ClipJudgement:
+    """Score one clip against the colour, shape and direction words of its prompt."""
+    expected, reading = parse_prompt(prompt), read_clip(clip)
+    outcomes = {attribute: None if getattr(expected, attribute) is None
+                else getattr(reading, attribute) == getattr(expected, attribute) for attribute in ATTRIBUTES}
+    return ClipJudgement(**outcomes, consistency=reading.consistency)
+
+
 @dataclass(frozen=True)
 class ShapesScores:
     """Accuracies over the prompts that name the attribute (None when none does)."""
@@ -146,6 +175,18 @@ class ShapesScores:
     consistency: float
     num_clips: int
 
+    @classmethod
+    def of(cls, judgements: Sequence[ClipJudgement]) -> "ShapesScores":
+        if not judgements:
+            raise ValueError("the shapes judge needs at least one clip")
+
+        def accuracy(attribute: str) -> float | None:
+            outcomes = [getattr(j, attribute) for j in judgements if getattr(j, attribute) is not None]
+            return sum(outcomes) / len(outcomes) if outcomes else None
+
+        return cls(*(accuracy(attribute) for attribute in ATTRIBUTES),
+                   float(np.mean([j.consistency for j in judgements])), len(judgements))
+
     def as_dict(self) -> dict[str, float | None]:
         return {"colour_accuracy": self.colour_accuracy, "shape_accuracy": self.shape_accuracy,
                 "direction_accuracy": self.direction_accuracy, "consistency": self.consistency}
@@ -155,20 +196,4 @@ def judge(prompts: Sequence[str], clips: Sequence[np.ndarray]) -> ShapesScores:
     """Score each clip against the colour, shape and direction words of its prompt."""
     if len(prompts) != len(clips):
         raise ValueError(f"{len(prompts)} prompts but {len(clips)} clips")
-    if not clips:
-        raise ValueError("the shapes judge needs at least one clip")
-    hits: dict[str, list[bool]] = {"colour": [], "shape": [], "direction": []}
-    consistency = []
-    for prompt, clip in zip(prompts, clips):
-        expected, reading = parse_prompt(prompt), read_clip(clip)
-        for attribute, outcomes in hits.items():
-            wanted = getattr(expected, attribute)
-            if wanted is not None:
-                outcomes.append(getattr(reading, attribute) == wanted)
-        consistency.append(reading.consistency)
-
-    def accuracy(outcomes: list[bool]) -> float | None:
-        return sum(outcomes) / len(outcomes) if outcomes else None
-
-    return ShapesScores(accuracy(hits["colour"]), accuracy(hits["shape"]), accuracy(hits["direction"]),
-                        float(np.mean(consistency)), len(clips))
+    return ShapesScores.of([judge_clip(prompt, clip) for prompt, clip in zip(prompts, clips)])

@@ -18,7 +18,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from modeling.cascade import Cascade, CascadeConfig
 from modeling.features.clip import RANDOM_INIT_MARKER
 from modeling.inflation import inflate
-from pipelines.evaluate.protocols import CLIPSIMProtocol, FIDProtocol, FVDProtocol, ISProtocol
+from pipelines.evaluate.protocols import PRESETS, CLIPSIMProtocol, FIDProtocol, FVDProtocol, ISProtocol, Protocol
 from pipelines.train.tiny import write_tiny_sd
 
 TINY_CLIP_CONFIG = {
@@ -68,9 +68,11 @@ def write_tiny_clip(directory: str | Path, seed: int = 0) -> Path:
     return directory
 
 
-def tiny_protocols(num_frames: int = 16, num_clips: int = 4) -> dict[str, FVDProtocol | ISProtocol | FIDProtocol | CLIPSIMProtocol]:
-    """Metric protocols on few, small frames, IS on ``num_clips`` clips. C3D's classifier fixes IS at 16 frames of 112x112."""
+def tiny_protocols(num_frames: int = 16, num_clips: int = 4) -> dict[str, Protocol]:
+    """Metric protocols on few, small frames, IS on ``num_clips`` clips. C3D's classifier fixes IS at 16 frames of
+    112x112; the shapes judge needs no weights and is the same at any size."""
     return {
+        "shapes": PRESETS["shapes_judge"],
         "fvd": FVDProtocol(name="fvd_tiny", num_frames=num_frames, size=32, num_real=8, num_fake=8),
         "is": ISProtocol(name="is_tiny", num_samples=num_clips, splits=min(2, num_clips)),
         "clipsim": CLIPSIMProtocol(name="clipsim_tiny", num_frames=4, clip_pretrained=None),

@@ -14,6 +14,14 @@ def test_ucf101_has_one_template_per_class_in_dataset_order():
     assert prompt_set("ucf101", limit=3) == prompts[:3]
 
 
+def test_shapes_set_names_every_colour_and_direction_four_times():
+    texts = [prompt.text for prompt in prompt_set("shapes")]
+    assert len(texts) == 16 and texts[0] == "a red circle moving left"
+    for word in ("red", "green", "blue", "yellow", "left", "right", "up", "down"):
+        assert sum(f" {word} " in f" {text} " for text in texts) == 4, word
+    assert {text.split()[2] for text in texts} == {"circle", "square", "triangle"}
+
+
 def test_caption_files_in_msrvtt_json_csv_jsonl_and_txt(tmp_path):
     msrvtt = {"videos": [], "sentences": [{"caption": "a man is cooking", "video_id": "video7010"},
                                           {"caption": "a dog runs", "video_id": "video7011"}]}
