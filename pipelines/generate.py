@@ -29,7 +29,7 @@ from modeling.cascade import Cascade
 from modeling.samplers.vidrd import VidRDConfig
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
-from pipelines.train.checkpoint import fetched_folder
+from pipelines.train.checkpoint import CheckpointState, RunPaths, fetched_folder, load_trained_weights
 from pipelines.train.export import assemble_run, trained_stages
 from pipelines.train.objectives import CASCADE_PART
 from storage.blobs import BlobStore
@@ -163,24 +163,48 @@ def _local_cascade(cascade_dir: str, location: StorageLocation | None) -> Contex
     return fetched_folder(location, cascade_dir) if location is not None else nullcontext(Path(cascade_dir))
 
 
+@dataclass(frozen=True)
+class BaseCheckpoints:
+    """Training checkpoints of the base stage, by label, whose weights replace the cascade's base
+    network for the rows that name one in their ``checkpoint`` column."""
+
+    paths: RunPaths  # the run's base stage
+    states: dict[str, CheckpointState]
+    ema: bool  # the EMA weights, as the run's export took them
+
+
 class ClipGenerator:
     """Loads the cascade once per actor; each row is generated alone with its own seed.
 
-    Rows with a true ``long`` column are sampled with VidRD (``long_video``)."""
+    Rows with a true ``long`` column are sampled with VidRD (``long_video``); rows whose
+    ``checkpoint`` is one of ``base_checkpoints`` use that checkpoint's base weights (rows
+    come ordered by checkpoint, so each actor loads one a few times at most)."""
 
     def __init__(self, cascade_dir: str, location: StorageLocation | None, generation: GenerationConfig,
-                 long_video: LongVideoConfig | None = None, dtype: str = "auto"):
+                 long_video: LongVideoConfig | None = None, dtype: str = "auto",
+                 base_checkpoints: BaseCheckpoints | None = None):
         # location None: cascade_dir is a local folder; else a folder on the storage root.
         with _local_cascade(cascade_dir, location) as folder:
             self.cascade = Cascade.from_pretrained(folder, dtype=torch_dtype(dtype, torch.cuda.is_available()))
         self.generation = generation
         self.long_video = long_video.sampler(generation.num_inference_steps) if long_video else None
+        self.base_checkpoints = base_checkpoints
+        self.loaded: str | None = None  # label of the checkpoint whose weights the base holds
+
+    def _use_checkpoint(self, label: str) -> None:
+        if self.base_checkpoints is None or label == self.loaded:
+            return
+        checkpoints = self.base_checkpoints
+        load_trained_weights(checkpoints.paths, checkpoints.states[label], self.cascade.base, checkpoints.ema)
+        self.loaded = label
 
     def __call__(self, batch: Batch) -> Batch:
         settings = self.generation.model_dump(exclude={"seed"})
         longs = batch["long"] if "long" in batch else np.zeros(len(batch["prompt"]), bool)
+        labels = batch["checkpoint"] if "checkpoint" in batch else [None] * len(longs)
         videos, fps = [], []
-        for prompt, seed, long in zip(batch["prompt"], batch["seed"], longs):
+        for prompt, seed, long, label in zip(batch["prompt"], batch["seed"], longs, labels):
+            self._use_checkpoint(str(label))
             output = self.cascade(str(prompt), seed=int(seed), long_video=self.long_video if long else None, **settings)
             videos.append(output.frames[0])
             fps.append(output.fps)

@@ -40,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from modeling.adapters import save_adapter, save_full
 from pipelines.train.ema import Ema
+from storage.errors import T2VError
 from storage.location import TEMP_PREFIX, StorageLocation, read_bytes, write_atomic, write_atomic_file
 
 LATEST = "latest.json"
@@ -75,6 +76,35 @@ def latest_checkpoint(paths: RunPaths) -> CheckpointState | None:
     except (FileNotFoundError, OSError):
         return None
     return CheckpointState(pointer["step"], pointer["samples_seen"], pointer["directory"])
+
+
+def kept_checkpoints(paths: RunPaths) -> list[CheckpointState]:
+    """Every complete checkpoint folder of the stage (``state.json`` is written last), oldest first."""
+    states = []
+    for folder in (info.base_name for info in _step_folders(paths)):
+        try:
+            state = json.loads(read_bytes(paths.location, paths.path("checkpoints", folder, "state.json")))
+        except (FileNotFoundError, OSError):
+            continue  # a save killed before it finished
+        states.append(CheckpointState(state["step"], state["samples_seen"], folder))
+    return states
+
+
+class CheckpointWeightsError(T2VError):
+    """A checkpoint's weights do not belong to the network they are loaded into."""
+
+
+def load_trained_weights(paths: RunPaths, state: CheckpointState, network: nn.Module, ema: bool) -> None:
+    """Overwrite ``network`` (the stage's exported network, e.g. a cascade's base UNet) with the
+    weights training changed up to checkpoint ``state``: the EMA's when ``ema``, as the export takes them."""
+    directory = paths.path("checkpoints", state.directory)
+    weights = load_safetensors(read_bytes(paths.location, f"{directory}/{'ema' if ema else 'trainable'}.safetensors"))
+    # Checkpoints name weights as the objective holds them: "<network attribute>.<name in the network>".
+    named = {name.split(".", 1)[1]: tensor for name, tensor in weights.items()}
+    unexpected = network.load_state_dict(named, strict=False).unexpected_keys
+    if unexpected:
+        raise CheckpointWeightsError(f"{directory}: {len(unexpected)} weights are not in the {type(network).__name__} "
+                                     f"they are loaded into (e.g. {unexpected[0]!r}): a checkpoint of another network")
 
 
 def trainable_names(model: nn.Module) -> set[str]:
@@ -125,12 +155,17 @@ def save_checkpoint(
     _prune(paths, keep)
 
 
-def _prune(paths: RunPaths, keep: int) -> None:
+def _step_folders(paths: RunPaths) -> list[pafs.FileInfo]:
+    """The ``step_*`` folders under ``checkpoints/``, oldest first (zero-padded names sort by step)."""
     selector = pafs.FileSelector(paths.path("checkpoints"), allow_not_found=True)
     infos = paths.location.filesystem.get_file_info(selector)
-    folders = sorted(i.path for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("step_"))
-    for old in folders[:-keep]:
-        paths.location.filesystem.delete_dir(old)
+    return sorted((i for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith("step_")),
+                  key=lambda i: i.base_name)
+
+
+def _prune(paths: RunPaths, keep: int) -> None:
+    for old in _step_folders(paths)[:-keep]:
+        paths.location.filesystem.delete_dir(old.path)
     # Only the writer rank writes here and it has finished: temp files are from a killed save.
     everything = paths.location.filesystem.get_file_info(pafs.FileSelector(paths.path("checkpoints"), recursive=True))
     for leftover in (i.path for i in everything if i.type == pafs.FileType.File and i.base_name.startswith(TEMP_PREFIX)):
