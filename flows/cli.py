@@ -202,7 +202,16 @@ def generate(
 def evaluate(
     run: Annotated[Optional[str], typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")] = None,
     protocol: Annotated[
-        Optional[str], typer.Option("--protocol", help="Prompt set: ucf101, msrvtt or prompts. [default: ucf101]")
+        Optional[str], typer.Option("--protocol", help="Prompt set: ucf101, msrvtt, prompts or shapes (16 prompts, every "
+                                    "colour and direction four times, scored by the weight-free shapes judge). [default: ucf101]")
+    ] = None,
+    metric: Annotated[
+        Optional[list[str]], typer.Option("--metric", help="fvd, is, clipsim, fid or shapes (repeatable). "
+                                          "[default: by prompt set: ucf101 fvd+is, msrvtt clipsim+fvd, prompts clipsim, shapes shapes]")
+    ] = None,
+    base_checkpoint: Annotated[
+        Optional[str], typer.Option("--base-checkpoint", help="Base weights from the run's training checkpoint step_XXXXXXXX "
+                                    "(EMA when the run exports EMA), or 'all' kept checkpoints: one row set each, step from the checkpoint.")
     ] = None,
     prompts: Annotated[
         Optional[Path], typer.Option("--prompts", help="Caption/prompt file (.txt, .csv, .json, .jsonl).")
@@ -223,7 +232,7 @@ def evaluate(
     root: RootOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Generate clips for a prompt set, measure FVD / IS / CLIPSIM, and write the report."""
+    """Generate clips for a prompt set, measure FVD / IS / CLIPSIM (or the shapes judge's accuracies), and write the report."""
     from flows.evaluate import evaluate_flow
     from pipelines.evaluate.job import EvalConfig
 
@@ -232,6 +241,7 @@ def evaluate(
         EvalConfig, spec, run=run, prompt_set=protocol, prompts_file=str(prompts) if prompts else None,
         cascade=str(cascade) if cascade else None, limit=limit, samples_per_prompt=samples_per_prompt,
         generation=_generation(frames, size, steps, guidance, seed), num_workers=workers, allow_singular=allow_singular,
+        metrics=metric, base_checkpoint=base_checkpoint,
     )
     summary, paths = evaluate_flow(settings=settings, config=eval_config)
     print_table(f"evaluate {eval_config.run} ({eval_config.prompt_set})", summary.rows())

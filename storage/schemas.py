@@ -131,11 +131,12 @@ EVAL_RESULTS = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),  # stable id of (run, checkpoint, prompt set, metric protocol, metric)
         pa.field("run", pa.string(), nullable=False),  # training run name
-        pa.field("checkpoint", pa.string(), nullable=False),  # cascade folder evaluated
+        pa.field("checkpoint", pa.string(), nullable=False),  # cascade folder evaluated, or its base checkpoint's
         pa.field("step", pa.int64()),  # training step of that checkpoint, when known (x axis of report plots)
-        pa.field("prompt_set", pa.string(), nullable=False),  # ucf101 | msrvtt | prompts
+        pa.field("prompt_set", pa.string(), nullable=False),  # ucf101 | msrvtt | prompts | shapes
         pa.field("protocol", pa.string(), nullable=False),  # metric protocol name, e.g. fvd2048_16f
-        pa.field("metric", pa.string(), nullable=False),  # fvd | is | clipsim | fid
+        # fvd | is | clipsim | fid | the shapes judge's colour_accuracy, shape_accuracy, direction_accuracy, consistency
+        pa.field("metric", pa.string(), nullable=False),
         pa.field("value", pa.float64(), nullable=False),
         pa.field("std", pa.float64()),  # IS: std over splits; CLIPSIM: std over videos
         pa.field("num_samples", pa.int64(), nullable=False),  # generated videos measured

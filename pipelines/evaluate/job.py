@@ -10,7 +10,12 @@ on a cache miss the real clips ride through the same extractor pool as the gener
 (every requested network runs on them; only FVD/FID use the result).
 
 Pools: one cascade actor per worker generates; one actor per worker holds every requested
-feature network (:class:`MetricExtractors`), so each model loads once per worker.
+feature network (:class:`MetricExtractors`), so each model loads once per worker. The
+weight-free shapes judge runs in that pool too, one verdict per clip, averaged here.
+
+``base_checkpoint`` evaluates the cascade with the base stage's weights taken from its training
+checkpoints (one, or every kept one in the same job: the same prompts and seeds for each), so
+the report's plots over training steps are curves; each checkpoint gets its own rows.
 """
 
 from __future__ import annotations
@@ -25,12 +30,23 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipelines.evaluate.features import extractor_class
 from pipelines.evaluate.metrics import RankDeficientError, frechet_from_stats, inception_score
-from pipelines.evaluate.prompts import PromptSetKind, prompt_set
+from pipelines.evaluate.prompts import EvalPrompt, PromptSetKind, prompt_set
 from pipelines.evaluate.protocols import PRESETS, CLIPSIMProtocol, FVDProtocol, ISProtocol, Protocol
+from pipelines.evaluate.shapes_judge import ATTRIBUTES, ClipJudgement, ShapesScores, names_an_attribute
 from pipelines.evaluate.stats_cache import FeatureStats, StatsCache, stats_key, weights_id
-from pipelines.generate import ClipGenerator, GenerationConfig, cascade_source, actor_pool_options, store_clips
+from pipelines.generate import (
+    BaseCheckpoints,
+    ClipGenerator,
+    GenerationConfig,
+    actor_pool_options,
+    cascade_source,
+    store_clips,
+)
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
+from pipelines.shapes.world import COLOURS, DIRECTIONS, SHAPES
+from pipelines.train.checkpoint import RunPaths, kept_checkpoints
+from pipelines.train.export import trained_stages
 from storage.blobs import BlobStore
 from storage.catalog import Catalog, Manifest
 from storage.errors import T2VError
@@ -38,7 +54,7 @@ from storage.ids import stable_id
 from storage.location import StorageLocation
 from storage.media import read_frames
 
-MetricName = Literal["fvd", "is", "clipsim", "fid"]
+MetricName = Literal["fvd", "is", "clipsim", "fid", "shapes"]
 RealMetric = Literal["fvd", "fid"]
 REAL_METRICS = ("fvd", "fid")  # compared against real videos
 # mp4 encode/decode tasks reserve no CPU: actor pools sized to the cluster hold every CPU,
@@ -50,7 +66,10 @@ DEFAULT_METRICS: dict[str, list[MetricName]] = {
     "ucf101": ["fvd", "is"],
     "msrvtt": ["clipsim", "fvd"],
     "prompts": ["clipsim"],
+    "shapes": ["shapes"],
 }
+# The shapes judge's result rows (metric column), each over the clips whose prompt names it.
+JUDGE_RESULTS = ("colour_accuracy", "shape_accuracy", "direction_accuracy", "consistency")
 
 
 def _default_protocols() -> dict[str, Protocol]:
@@ -60,6 +79,7 @@ def _default_protocols() -> dict[str, Protocol]:
         # No weights configured means random init; set a tag or pass weights for real numbers.
         "clipsim": CLIPSIMProtocol(clip_pretrained=None),
         "fid": PRESETS["fid_frames"],
+        "shapes": PRESETS["shapes_judge"],
     }
 
 
@@ -72,8 +92,12 @@ class EvalConfig(BaseModel):
     prompt_set: PromptSetKind = "ucf101"
     prompts_file: str | None = None
     cascade: str | None = None  # local cascade folder; default runs/<run>/cascade on the storage root
-    checkpoint: str | None = None  # label in the results; default the cascade path
+    checkpoint: str | None = None  # label in the results; default the cascade path (or the base checkpoint's)
     step: int | None = None  # training step; default the run's base stage step from the runs table
+    base_checkpoint: str | None = Field(
+        None, pattern=r"^(all|step_\d+)$",
+        description="base weights from runs/<run>/base/checkpoints/<step_XXXXXXXX> (EMA when the run exports "
+        "EMA), or 'all': every kept checkpoint in one job; step and label from each checkpoint")
     limit: int | None = Field(None, ge=1)  # first N prompts only
     samples_per_prompt: int = Field(1, ge=1)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -94,6 +118,10 @@ class EvalConfig(BaseModel):
                 raise ValueError(f"metric {name!r} has no protocol")
             if self.protocols[name].kind != name:
                 raise ValueError(f"protocols.{name} is a {self.protocols[name].kind!r} protocol")
+        if self.base_checkpoint is not None and self.step is not None:
+            raise ValueError("step comes from the base checkpoint: do not set both step and base_checkpoint")
+        if self.base_checkpoint == "all" and self.checkpoint is not None:
+            raise ValueError("base_checkpoint 'all' labels each checkpoint's rows itself: do not set checkpoint")
         return self
 
     def metric_names(self) -> list[MetricName]:
@@ -110,13 +138,15 @@ class EvalSummary:
     seconds: float
 
     def rows(self) -> list[dict[str, Any]]:
-        """One line per metric for console tables and Prefect artifacts."""
+        """One line per metric (and checkpoint) for console tables and Prefect artifacts."""
         measured = [
-            {"metric": r["metric"], "protocol": r["protocol"], "value": round(r["value"], 4),
-             "samples": r["num_samples"], "note": "random-init network" if r["random_init"] else ""}
+            {"step": "-" if r["step"] is None else r["step"], "metric": r["metric"], "protocol": r["protocol"],
+             "value": round(r["value"], 4), "samples": r["num_samples"],
+             "note": "random-init network" if r["random_init"] else ""}
             for r in self.results
         ]
-        skipped = [{"metric": m, "protocol": "-", "value": "-", "samples": 0, "note": why} for m, why in self.skipped.items()]
+        skipped = [{"step": "-", "metric": m, "protocol": "-", "value": "-", "samples": 0, "note": why}
+                   for m, why in self.skipped.items()]
         return measured + skipped
 
 
@@ -136,20 +166,33 @@ def decode_real_clips(batch: Batch, location: StorageLocation, num_frames: int, 
 # ---- the job --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EvalTarget:
+    """What one set of result rows measured: the cascade as it is, or with one base checkpoint."""
+
+    label: str  # eval_results.checkpoint
+    step: int | None
+
+
 def run_evaluate(settings: Settings, config: EvalConfig, run_id: str) -> EvalSummary:
     started = time.perf_counter()
     location = settings.location()
     catalog = Catalog(location)
     prompts = prompt_set(config.prompt_set, config.prompts_file, config.limit)
-    rows = [
-        {"set": "fake", "index": i * config.samples_per_prompt + copy, "prompt": prompt.text,
-         "seed": config.generation.seed + i * config.samples_per_prompt + copy}
+    metrics = config.metric_names()
+    if "shapes" in metrics:
+        _check_judge_prompts(config, prompts)
+    cascade_dir, cascade_location = cascade_source(config.run, config.cascade, location)
+    targets, base_checkpoints = _targets(location, catalog, config, cascade_dir)
+    per_target = [
+        {"prompt": prompt.text, "seed": config.generation.seed + i * config.samples_per_prompt + copy}
         for i, prompt in enumerate(prompts)
         for copy in range(config.samples_per_prompt)
     ]
-    cascade_dir, cascade_location = cascade_source(config.run, config.cascade, location)
-    metrics = config.metric_names()
-    _check_sample_counts(config, metrics, len(rows))
+    # Every target sees the same prompts and seeds; rows stay ordered by target for the generators.
+    rows = [{"set": "fake", "index": t * len(per_target) + i, "checkpoint": target.label, **row}
+            for t, target in enumerate(targets) for i, row in enumerate(per_target)]
+    _check_sample_counts(config, metrics, len(per_target))
     real_clips, skipped = _real_clips(catalog, config, metrics)
     if real_clips:  # the results name this clips version: vacuum keeps it
         catalog.pin("clips", real_clips.version, run_id)
@@ -159,39 +202,80 @@ def run_evaluate(settings: Settings, config: EvalConfig, run_id: str) -> EvalSum
     real_stats = {name: cache.load(key) for name, key in real_keys.items()}
 
     with ray_session(settings.ray):
-        videos = _generate(rows, cascade_dir, cascade_location, location, config)
+        videos = _generate(rows, cascade_dir, cascade_location, location, config, base_checkpoints)
         if any(stats is None for stats in real_stats.values()):
             # Real clips ride through the same extractor pool: one model load per worker, not two.
             videos = videos.union(_decode_real(real_clips, location, config, measured_names))
         outputs = _extract(videos, config, measured_names)
-    generated = [row for row in outputs if row["set"] == "fake"]
     for name, key in real_keys.items():
         if real_stats[name] is None:
             real = [row for row in outputs if row["set"] == "real"][: _real_count(real_clips, config, name)]
             real_stats[name] = FeatureStats.from_features(_feature_matrix(_outputs_of(real, name)))
             cache.save(key, real_stats[name])
-    measured = {name: _metric(name, _outputs_of(generated, name), real_stats.get(name), config)
-                for name in measured_names}
-    checkpoint = config.checkpoint or cascade_dir
-    results = _result_rows(config, checkpoint, _step(catalog, config), generated, measured, real_clips, run_id)
+    results = []
+    for target in targets:
+        generated = [row for row in outputs if row["set"] == "fake" and row["checkpoint"] == target.label]
+        measured: dict[str, dict[str, Any]] = {}
+        for name in measured_names:
+            measured |= _measure(name, _outputs_of(generated, name), real_stats.get(name), config)
+        results += _result_rows(config, target, generated, measured, real_clips, run_id)
     manifest = catalog.write("eval_results", results, run_id=run_id, config_hash=settings.config_hash(),
                              extra={"run": config.run}) if results else None
+    checkpoint = targets[0].label if len(targets) == 1 else f"{len(targets)} base checkpoints of {config.run}"
     return EvalSummary(config.run, checkpoint, results, manifest, skipped, time.perf_counter() - started)
 
 
-def _result_rows(config: EvalConfig, checkpoint: str, step: int | None, generated: list[dict[str, Any]],
+class JudgePromptError(T2VError):
+    """The shapes judge was asked to score prompts that name no colour, shape or direction."""
+
+
+def _check_judge_prompts(config: EvalConfig, prompts: list[EvalPrompt]) -> None:
+    unjudgeable = [prompt.text for prompt in prompts if not names_an_attribute(prompt.text)]
+    if unjudgeable:
+        raise JudgePromptError(
+            f"the shapes judge scores prompts that name a colour, shape or direction ({', '.join(COLOURS)}; "
+            f"{', '.join(SHAPES)}; moving {', '.join(DIRECTIONS)}); {len(unjudgeable)} of the {config.prompt_set} "
+            f"prompts name none, e.g. {unjudgeable[0]!r}: use prompt set 'shapes' or drop the shapes metric")
+
+
+def _targets(location: StorageLocation, catalog: Catalog, config: EvalConfig,
+             cascade_dir: str) -> tuple[list[EvalTarget], BaseCheckpoints | None]:
+    """The cascade as it is, or the base checkpoints asked for (each labelled by its folder)."""
+    if config.base_checkpoint is None:
+        return [EvalTarget(config.checkpoint or cascade_dir, _step(catalog, config))], None
+    paths = RunPaths(location, config.run, "base")
+    kept = kept_checkpoints(paths)
+    chosen = kept if config.base_checkpoint == "all" else [s for s in kept if s.directory == config.base_checkpoint]
+    if not chosen:
+        available = ", ".join(s.directory for s in kept) or "none"
+        raise CheckpointNotFoundError(f"run {config.run!r} keeps no base checkpoint {config.base_checkpoint!r} under "
+                                      f"{paths.path('checkpoints')} (kept: {available})")
+    base = trained_stages(location, config.run).get("base")
+    if base is None:
+        raise CheckpointNotFoundError(f"run {config.run!r} has no finished base stage whose settings say how its "
+                                      "checkpoints export (EMA or not)")
+    labels = {config.checkpoint or paths.path("checkpoints", state.directory): state for state in chosen}
+    ema = base.export_ema and base.optim.ema_decay is not None  # what the export took
+    return [EvalTarget(label, state.step) for label, state in labels.items()], BaseCheckpoints(paths, labels, ema)
+
+
+class CheckpointNotFoundError(T2VError, FileNotFoundError):
+    """A base checkpoint to evaluate is not among those the run keeps."""
+
+
+def _result_rows(config: EvalConfig, target: EvalTarget, generated: list[dict[str, Any]],
                  measured: dict[str, dict[str, Any]], real_clips: RealClips | None, run_id: str) -> list[dict[str, Any]]:
-    """One ``eval_results`` row per metric; each row carries the clips, prompts and seeds it measured."""
+    """One ``eval_results`` row per measured quantity; each row carries the clips, prompts and seeds it measured."""
     common = {
-        "run": config.run, "checkpoint": checkpoint, "step": step, "prompt_set": config.prompt_set,
+        "run": config.run, "checkpoint": target.label, "step": target.step, "prompt_set": config.prompt_set,
         "prompts": [row["prompt"] for row in generated], "seeds": [int(row["seed"]) for row in generated],
         "clip_blobs": [row["blob"] for row in generated], "fps": float(generated[0]["fps"]),
         "clips_version": real_clips.version if real_clips else None,
         "config": config.model_dump_json(), "eval_run_id": run_id, "created_at": time.time(),
     }
     return [
-        {"id": stable_id(config.run, checkpoint, config.prompt_set, config.protocols[name].name, name),
-         "protocol": config.protocols[name].name, "metric": name, **common, **values}
+        {"id": stable_id(config.run, target.label, config.prompt_set, values["protocol"], name), "metric": name,
+         **common, **values}
         for name, values in measured.items()
     ]
 
@@ -260,11 +344,11 @@ def _actor_options(config: EvalConfig) -> dict[str, Any]:
 
 
 def _generate(rows: list[dict], cascade_dir: str, cascade_location: StorageLocation | None,
-              location: StorageLocation, config: EvalConfig) -> ray.data.Dataset:
+              location: StorageLocation, config: EvalConfig, base_checkpoints: BaseCheckpoints | None) -> ray.data.Dataset:
     generated = ray.data.from_items(rows).map_batches(
         ClipGenerator,
         fn_constructor_kwargs={"cascade_dir": cascade_dir, "location": cascade_location,
-                               "generation": config.generation},
+                               "generation": config.generation, "base_checkpoints": base_checkpoints},
         **_actor_options(config),
     )
     stored = generated.map_batches(store_clips, fn_kwargs={"location": location}, batch_format="numpy",
@@ -278,7 +362,8 @@ def _decode_real(real: RealClips, location: StorageLocation, config: EvalConfig,
                  metrics: list[MetricName]) -> ray.data.Dataset:
     """Real clips as rows shaped like generated ones (caption as prompt), at the generated size."""
     count = max(_real_count(real, config, name) for name in metrics if name in REAL_METRICS)
-    rows = [{"set": "real", "index": i, "prompt": clip["caption"], "seed": -1, "blob": clip["blob"], "fps": 0.0}
+    rows = [{"set": "real", "index": i, "checkpoint": "", "prompt": clip["caption"], "seed": -1, "blob": clip["blob"],
+             "fps": 0.0}
             for i, clip in enumerate(real.rows[:count])]
     frames = max(config.protocols[name].num_frames for name in metrics)
     size = (config.generation.width, config.generation.height)
@@ -326,6 +411,25 @@ def _feature_matrix(outputs: list[dict[str, Any]]) -> np.ndarray:
     """(n, d) features; FID's per-frame features count every frame as a sample."""
     features = np.stack([row["features"] for row in outputs]).astype(np.float64)
     return features.reshape(-1, features.shape[-1])
+
+
+def _measure(name: MetricName, outputs: list[dict[str, Any]], real: FeatureStats | None,
+             config: EvalConfig) -> dict[str, dict[str, Any]]:
+    """Result values by row metric name: one row per metric, the judge's four for ``shapes``."""
+    protocol = config.protocols[name].name
+    if name != "shapes":
+        return {name: {**_metric(name, outputs, real, config), "protocol": protocol}}
+    judgements = [ClipJudgement(*(None if np.isnan(row[f"{a}_correct"]) else bool(row[f"{a}_correct"]) for a in ATTRIBUTES),
+                                consistency=float(row["consistency"])) for row in outputs]
+    per_clip = {f"{a}_accuracy": [getattr(j, a) for j in judgements] for a in ATTRIBUTES}
+    per_clip["consistency"] = [j.consistency for j in judgements]
+    scores = ShapesScores.of(judgements).as_dict()
+    scored = {metric: [float(v) for v in values if v is not None] for metric, values in per_clip.items()}
+    return {
+        metric: {"protocol": protocol, "value": scores[metric], "std": float(np.std(scored[metric])),
+                 "num_samples": len(scored[metric]), "num_real": None, "random_init": False}
+        for metric in JUDGE_RESULTS if scores[metric] is not None  # no prompt names that attribute
+    }
 
 
 def _metric(name: MetricName, outputs: list[dict[str, Any]], real: FeatureStats | None,
