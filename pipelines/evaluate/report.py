@@ -42,6 +42,8 @@ RANDOM_INIT_LABEL = "random-init network (not comparable to papers)"
 _PLOT_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 # Clips are shown at least this many pixels on their short side (nearest-neighbour upscaling).
 DISPLAY_SIZE = 128
+# Clips per prompt at most, from checkpoints spread over training (first and last included).
+MAX_CHECKPOINT_CLIPS = 4
 
 
 @dataclass
@@ -89,7 +91,8 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def latest_clips(results: list[dict[str, Any]], max_prompts: int) -> list[dict[str, Any]]:
     """The clips of the newest evaluation of each (run, prompt set, checkpoint), grouped by prompt:
-    per run and prompt set its first ``max_prompts`` prompts, each with one clip per checkpoint by step."""
+    per run and prompt set its first ``max_prompts`` prompts, each with one clip per checkpoint by step
+    (at most ``MAX_CHECKPOINT_CLIPS`` checkpoints, spread over training)."""
     newest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in results:
         key = (row["run"], row["prompt_set"], row["checkpoint"])
@@ -101,6 +104,8 @@ def latest_clips(results: list[dict[str, Any]], max_prompts: int) -> list[dict[s
     clips = []
     for (run, prompt_set), rows in groups.items():
         rows.sort(key=lambda r: (r["step"] is None, r["step"] or 0, r["created_at"]))
+        if len(rows) > MAX_CHECKPOINT_CLIPS:
+            rows = [rows[i] for i in np.linspace(0, len(rows) - 1, MAX_CHECKPOINT_CLIPS).round().astype(int)]
         prompts = list(dict.fromkeys(rows[-1]["prompts"]))[:max_prompts]
         for prompt in prompts:
             for row in rows:

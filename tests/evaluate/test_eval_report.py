@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.evaluate.report import RANDOM_INIT_LABEL, write_report
+from pipelines.evaluate.report import RANDOM_INIT_LABEL, latest_clips, write_report
 from storage.catalog import Catalog
 from storage.location import StorageLocation
 from storage.errors import T2VError
@@ -49,3 +49,10 @@ def test_unknown_run_is_a_clear_error(tmp_path):
     Catalog(location).write("eval_results", [_row("a", 1, "fvd", 1.0)], run_id="test")
     with pytest.raises(T2VError, match="no evaluation results for run\\(s\\): z"):
         write_report(location, ["a", "z"])
+
+
+def test_clips_of_many_checkpoints_are_spread_over_training():
+    rows = [{**_row("a", step, "fvd", 1.0), "checkpoint": f"c{step}", "prompts": ["p", "q"], "seeds": [0, 1],
+             "clip_blobs": [f"p{step}", f"q{step}"]} for step in range(10, 70, 10)]
+    clips = latest_clips(rows, max_prompts=1)
+    assert [(c["prompt"], c["step"]) for c in clips] == [("p", 10), ("p", 30), ("p", 40), ("p", 60)]
