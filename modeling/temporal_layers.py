@@ -242,23 +242,24 @@ class TemporalAttention(nn.Module):
     def attend(self, tokens: torch.Tensor) -> torch.Tensor:
         """``attn(norm(tokens))`` across frames for ``b f n c`` tokens, any strides.
 
-        The per-token layers (norm, projections) run in the caller's layout; one rearrange
-        of the fused q, k, v makes each pixel's frame sequence contiguous for the attention,
-        and one of its output returns to ``b f n c``: no copy of the tokens themselves.
+        The per-token layers (norm, projections) run in the caller's layout; q, k and v are
+        rearranged once into contiguous frame sequences for the attention, its output once
+        back to ``b f n c``: no copy of the tokens themselves.
         """
         hidden = self.norm(tokens)
         if self.positions == "sinusoidal":
             positions = sinusoidal_positions(hidden.shape[1], hidden.shape[-1], hidden.device, hidden.dtype)
             hidden = hidden + rearrange(positions, "f c -> f 1 c")
-        heads = self.num_heads
-        # One copy for q, k and v: each (pixel, head) frame sequence contiguous, as bmm needs.
-        qkv = rearrange(self.to_qkv(hidden), "b f n (three heads d) -> three (b n heads) f d", three=3, heads=heads)
-        # split (not slicing): its backward concatenates instead of zero-filling and adding
-        query_key, value = qkv.split((2, 1))
+        heads, channels = self.num_heads, tokens.shape[-1]
+        # split (not slicing): its backward concatenates the gradients straight into the
+        # projection's layout. Then one copy each makes every (pixel, head) frame sequence
+        # contiguous, as bmm needs; v's own copy lets the q, k copy go once they are rotated.
+        query_key, value = self.to_qkv(hidden).split((2 * channels, channels), dim=-1)
+        query_key = rearrange(query_key, "b f n (two heads d) -> two (b n heads) f d", two=2, heads=heads)
+        value = rearrange(value, "b f n (heads d) -> (b n heads) f d", heads=heads)
         if self.positions == "rope":  # query and key rotated in one pass
             query_key = apply_rotary(query_key, rotary_dim=self.rotary_dim)
         query, key = query_key
-        value = rearrange(value, "1 m f d -> m f d")
         if self.relative_bias is None:
             attended = F.scaled_dot_product_attention(
                 *(rearrange(x, "(s heads) f d -> s heads f d", heads=heads) for x in (query, key, value))
