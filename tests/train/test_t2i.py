@@ -57,5 +57,3 @@ def test_t2i_rejects_images_of_the_wrong_size(tmp_path, shape_images):
         train_t2i(images[:, :16], captions, tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
     with pytest.raises(ValueError, match="captions"):
         train_t2i(images, captions[:3], tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
-    with pytest.raises(ValueError, match="vae_crop"):
-        T2IConfig(size=16, vae_crop=32)
