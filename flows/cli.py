@@ -465,17 +465,20 @@ def demo(
     root: RootOption = None,
     config: ConfigOption = None,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Train, generate with and evaluate the tiny cascade.")] = True,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps per cascade stage.")] = 3,
-    eval_prompts: Annotated[int, typer.Option("--eval-prompts", min=2, help="UCF-101 prompts to evaluate on.")] = 4,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps of the base stage.")] = 300,
+    stage_steps: Annotated[int, typer.Option("--stage-steps", min=1, help="Training steps of each later stage.")] = 30,
+    evaluations: Annotated[int, typer.Option("--evaluations", min=1, help="Base checkpoints evaluated (points of the report's curves).")] = 4,
+    prompts: Annotated[Optional[int], typer.Option("--prompts", min=2, help="Shapes prompts to generate and evaluate (default all 16).")] = None,
 ) -> None:
-    """The main job on sample media: ingest -> curate -> train a tiny cascade -> generate -> evaluate -> report.
+    """The main job on sample media and the shapes world: ingest -> curate -> train a tiny cascade -> generate -> evaluate -> report.
 
     Its configs are written to <root>/demo/; the commands printed at the end re-run each phase alone.
     """
-    from flows.demo import demo_flow
+    from flows.demo import DemoSchedule, demo_flow
 
     settings = _settings(config, root)
-    summary = demo_flow(settings=settings, train=train, evaluate=train, steps=steps, eval_prompts=eval_prompts)
+    schedule = DemoSchedule(base_steps=steps, stage_steps=stage_steps, evaluations=evaluations)
+    summary = demo_flow(settings=settings, train=train, evaluate=train, schedule=schedule, prompts=prompts)
     print_table("demo: ingest", summary.ingested.rows())
     print_table("demo: curation funnel", summary.curated.funnel_table())
     if summary.trained is not None:

@@ -2,10 +2,12 @@
 next to the shapes world (coloured shapes, still and moving, written as real files with a manifest).
 
 ingest -> curate -> a small text-to-image model trained once on the shapes world's captioned
-stills (``<root>/models/shapes-t2i``, reused when there) -> train a tiny cascade inflating it
-(every stage, a few steps, 2 Ray workers) -> generate clips from prompts, one a long video with
-VidRD -> evaluate on UCF-101 prompts with random-init feature networks (labelled as such) -> HTML
-report.
+stills (``<root>/models/shapes-t2i``, reused when there) -> train a tiny cascade inflating it on
+the curated shapes clips, selected from the catalog by source (every stage, 2 Ray workers, the
+budget of :class:`DemoSchedule`) -> generate the shapes prompts, one a long video with VidRD ->
+evaluate the base stage's checkpoints on the shapes prompts: the shapes judge's colour, shape
+and direction accuracy beside FVD / IS / CLIPSIM (random-init feature networks, labelled as
+such) -> HTML report with their curves over training.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import yaml
 from prefect import flow
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from flows.console import console
@@ -28,7 +30,7 @@ from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.generate import generate_flow
 from flows.ingest import ingest_flow
-from flows.train import TrainSummary, tiny_cascade_settings, train_flow
+from flows.train import TrainSummary, train_flow
 from pipelines.curate.job import CurateSummary
 from pipelines.evaluate.job import EvalConfig, EvalSummary
 from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
@@ -36,8 +38,9 @@ from pipelines.generate import GenerateConfig, GenerateSummary, GenerationConfig
 from pipelines.ingest import IngestSummary
 from pipelines.settings import Settings, SettingsError, load_job_config
 from pipelines.shapes.samples import MANIFEST, ShapesWorldConfig, write_shapes_world
-from pipelines.shapes.world import label_templates
+from pipelines.shapes.world import label_templates, shape_prompts
 from pipelines.train.t2i import T2IConfig, T2IProgress, train_t2i
+from pipelines.train.tiny import tiny_train_config
 from storage.media import read_image
 
 # A few scikit-image photos with captions: the image-text pairs of the demo.
@@ -105,9 +108,39 @@ def with_shape_captions(settings: Settings) -> Settings:
     return settings.model_copy(update={"curate": curate})
 
 
-DEMO_PROMPTS = ["a person playing guitar", "a horse riding on a beach", "fireworks over a city at night"]
-DEMO_LONG_PROMPT = "a boat sailing on the sea at sunset"
+DEMO_LONG_PROMPT = "a red circle moving right"
 PHASES = ("ingest", "curate", "train", "generate", "evaluate")
+
+
+class DemoSchedule(BaseModel):
+    """The demo's training budget: the base stage learns the shapes world, the stages after it
+    get a short run each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_steps: int = Field(300, ge=1, description="steps of the base stage")
+    stage_steps: int = Field(30, ge=1, description="steps of interpolation, superres, vae_decoder and prior")
+    evaluations: int = Field(4, ge=1, description="base checkpoints evaluated: the points of the report's curves")
+    batch_size: int = Field(4, ge=1, description="clips per worker and step")
+
+
+def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, schedule: DemoSchedule) -> Settings:
+    """``settings`` with the demo's stages inflating ``pretrained`` and training on the clips cut
+    from the shapes world's files (``data.select`` by source: a filter on the clips table, no
+    copy). The base trains on 8 frames of 32x32 at 3-6 fps, so a shot's motion spans most of a
+    clip; super-resolution doubles that to 64x64."""
+    small = dict(width=32, height=32, head_dim=8)
+    stage = dict(steps=schedule.stage_steps)
+    train = tiny_train_config(
+        pretrained, name=settings.train.name, num_workers=settings.train.num_workers,
+        checkpoint_every=max(1, schedule.base_steps // schedule.evaluations), keep_checkpoints=schedule.evaluations,
+        data=dict(batch_size=schedule.batch_size, fps_min=3.0, fps_max=6.0, select={"sources": [str(shapes)]}),
+        base={**small, "steps": schedule.base_steps, "num_frames": 8},
+        interpolation={**small, **stage, "num_frames": 5, "factor": 2},
+        superres={**stage, "width": 64, "height": 64, "num_frames": 4},
+        vae_decoder=stage, prior=stage,
+    )
+    return settings.model_copy(update={"train": train})
 
 
 @dataclass
@@ -122,10 +155,11 @@ class DemoSummary:
 
 
 @flow(name="demo")
-def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, steps: int = 3,
-              eval_prompts: int = 4, shapes: ShapesWorldConfig | None = None,
+def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, schedule: DemoSchedule | None = None,
+              prompts: int | None = None, shapes: ShapesWorldConfig | None = None,
               t2i: T2IConfig | None = None) -> DemoSummary:
-    """ingest -> curate -> train (``steps`` per stage) -> generate -> evaluate (``eval_prompts``) -> report.
+    """ingest -> curate -> train (``schedule``) -> generate and evaluate (the first ``prompts``
+    shapes prompts, all 16 by default) -> report.
 
     The demo's configs are written to ``<root>/demo/`` so that every phase can be re-run alone."""
     folder = demo_folder(settings)
@@ -136,9 +170,9 @@ def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, ste
     documents: dict[str, BaseModel] = {"t2v": settings}
     if train:
         pretrained = shapes_t2i_folder(settings, folder / "shapes", t2i or T2IConfig())
-        settings = tiny_cascade_settings(settings, steps=steps, pretrained=str(pretrained))
-        documents = {"t2v": settings, "generate": demo_generate_config(settings),
-                     "evaluate": demo_eval_config(settings, eval_prompts)}
+        settings = demo_train_settings(settings, str(pretrained), folder / "shapes", schedule or DemoSchedule())
+        documents = {"t2v": settings, "generate": demo_generate_config(settings, prompts),
+                     "evaluate": demo_eval_config(settings, prompts)}
     configs = write_configs(folder, documents)
     commands = {phase: command for phase, command in rerun_commands(sources, configs).items() if phase in phases}
 
@@ -195,27 +229,33 @@ def rerun_commands(sources: list[str], configs: dict[str, Path]) -> dict[str, st
     }
 
 
-def demo_generate_config(settings: Settings) -> GenerateConfig:
-    """A few prompts and one long video (VidRD, 3 chained base clips) at the tiny cascade's size."""
-    base = settings.train.base
+def demo_generation(settings: Settings, num_frames: int) -> GenerationConfig:
+    """Sampling at the super-resolution stage's size (the base runs at its own, half of it)."""
+    superres = settings.train.superres
+    return GenerationConfig(num_frames=num_frames, height=superres.height, width=superres.width, num_inference_steps=10)
+
+
+def demo_generate_config(settings: Settings, limit: int | None = None) -> GenerateConfig:
+    """The 16 shapes prompts (every colour and direction four times; the first ``limit``) and one
+    long video (VidRD, 3 chained base clips)."""
     return GenerateConfig(
-        run=settings.train.name, prompts=DEMO_PROMPTS, long_prompts=[DEMO_LONG_PROMPT],
-        generation=GenerationConfig(num_frames=8, height=base.height, width=base.width, num_inference_steps=4),
-        long_video=LongVideoConfig(num_clips=3, overlap=4),
+        run=settings.train.name, prompts=shape_prompts()[:limit], long_prompts=[DEMO_LONG_PROMPT],
+        generation=demo_generation(settings, settings.train.base.num_frames), long_video=LongVideoConfig(num_clips=3, overlap=4),
     )
 
 
-def demo_eval_config(settings: Settings, limit: int = 4) -> EvalConfig:
-    """UCF-101 prompts at the tiny cascade's size, tiny random-init feature networks.
+def demo_eval_config(settings: Settings, limit: int | None = None) -> EvalConfig:
+    """The shapes prompts at every kept base checkpoint: the shapes judge, and FVD / IS / CLIPSIM with
+    tiny random-init feature networks.
 
     The protocols take 16 frames: enough base frames that frame interpolation reaches them.
     """
-    base, factor = settings.train.base, settings.train.interpolation.factor
+    factor = settings.train.interpolation.factor
     clip = write_tiny_clip(settings.location().path("models", "tiny-clip"))
+    num_clips = limit or len(shape_prompts())
     return EvalConfig(
-        run=settings.train.name, prompt_set="ucf101", limit=limit,
-        generation=GenerationConfig(num_frames=math.ceil(15 / factor) + 1, height=base.height, width=base.width,
-                                    num_inference_steps=4),
-        protocols=tiny_protocols(num_clips=limit), weights={"clipsim": str(clip)}, metrics=["fvd", "is", "clipsim"],
-        allow_singular=True,
+        run=settings.train.name, prompt_set="shapes", limit=limit, base_checkpoint="all",
+        generation=demo_generation(settings, math.ceil(15 / factor) + 1),
+        protocols=tiny_protocols(num_clips=num_clips), weights={"clipsim": str(clip)},
+        metrics=["shapes", "fvd", "is", "clipsim"], allow_singular=True,
     )

@@ -17,7 +17,6 @@ from pipelines.settings import Settings, SettingsError
 from pipelines.train.config import STAGES
 from pipelines.train.job import StageResult, run_stage
 from pipelines.train.preflight import image_conditioning
-from pipelines.train.tiny import tiny_train_config, write_tiny_sd
 
 CASCADE_ORDER = ("base", "interpolation", "superres", "vae_decoder")
 
@@ -61,15 +60,3 @@ def train_flow(settings: Settings, stage: str = "base") -> TrainSummary:
     create_table_artifact(key="train-summary", table=summary.rows(), description=f"train {settings.train.name}: {stage}")
     return summary
 
-
-def tiny_cascade_settings(settings: Settings, steps: int = 3, pretrained: str | None = None) -> Settings:
-    """``settings`` with tiny stages of ``steps`` steps inflating ``pretrained`` (default: a tiny
-    random T2I model written under ``models/tiny-sd`` of a local storage root): what ``t2v demo``
-    trains with ``stage="all"``."""
-    location = settings.location()
-    if not location.is_local:
-        raise SettingsError("the tiny demo model is written to a local storage root")
-    pretrained = pretrained or write_tiny_sd(location.path("models", "tiny-sd"))
-    stages = {name: {"steps": steps} for name in STAGES}
-    train = tiny_train_config(pretrained, name=settings.train.name, num_workers=settings.train.num_workers, **stages)
-    return settings.model_copy(update={"train": train})

@@ -1,16 +1,16 @@
-"""The main job in a reduced size (2 steps per stage, 2 evaluation prompts), in-process on the
-session's Ray and Prefect: every phase's output is checked in the catalog, and a phase re-run
-from the CLI with the configs the demo wrote gives the same videos."""
+"""The main job in a reduced size (4 base steps with 2 checkpoints, 2 steps per later stage, 2 shapes
+prompts), in-process on the session's Ray and Prefect: every phase's output is checked in the
+catalog, and a phase re-run from the CLI with the configs the demo wrote gives the same videos."""
 
 import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.curate import uncurated_samples_version
-from flows.demo import DEMO_LONG_PROMPT, demo_flow
+from flows.demo import DEMO_LONG_PROMPT, DemoSchedule, demo_flow
 from pipelines.settings import load_settings
 from pipelines.shapes.samples import ShapesWorldConfig
-from pipelines.shapes.world import label_templates
+from pipelines.shapes.world import label_templates, shape_prompts
 from pipelines.train.t2i import T2IConfig
 from storage.catalog import Catalog
 
@@ -23,7 +23,8 @@ def demo(tmp_path_factory):
     settings = load_settings(overrides={"storage": {"root": str(root)},
                                         "curate": {"transcode": {"size": [128, 96]}}}, environ={})
     shapes, t2i = ShapesWorldConfig(num_images=4, num_videos=4), T2IConfig(vae_steps=2, unet_steps=2, batch_size=4)
-    summary = demo_flow(settings=settings, steps=2, eval_prompts=2, shapes=shapes, t2i=t2i)
+    schedule = DemoSchedule(base_steps=4, stage_steps=2, evaluations=2, batch_size=1)
+    summary = demo_flow(settings=settings, schedule=schedule, prompts=2, shapes=shapes, t2i=t2i)
     return summary, Catalog(settings.location()), root
 
 
@@ -49,30 +50,39 @@ def test_train_phase_trains_every_stage_on_two_workers(demo):
     summary, catalog, root = demo
     runs = {r["stage"]: r for r in catalog.read("runs").to_pylist() if r["name"] == "default"}
     assert set(runs) >= {"base", "interpolation", "superres", "vae_decoder"}  # + prior: the base uses image embeddings
-    assert all(r["status"] == "finished" and r["step"] == 2 and r["num_workers"] == 2 for r in runs.values())
+    assert all(r["status"] == "finished" and r["num_workers"] == 2 for r in runs.values())
+    assert {stage: r["step"] for stage, r in runs.items()} == {"base": 4, **{s: 2 for s in set(runs) - {"base"}}}
     assert summary.trained.cascade and (root / "runs" / "default" / "cascade" / "cascade.json").is_file()
-    # the stages inflate the text-to-image model the demo trained on the shapes stills
+    # the stages inflate the text-to-image model the demo trained on the shapes stills, and train on
+    # the clips of the shapes world's files only: a selection on the clips table by source
     written = load_settings(config_file=root / "demo" / "t2v.yaml", environ={})
     assert written.train.pretrained == str(root / "models" / "shapes-t2i")
+    assert written.train.data.select.sources == [str(root / "demo" / "shapes")]
 
 
 def test_generate_phase_makes_short_clips_and_one_long_vidrd_video(demo):
     summary, catalog, _ = demo
     rows = catalog.read("generations").to_pylist()
-    assert len(rows) == 4 and rows == summary.generated.rows
+    assert len(rows) == 3 and rows == summary.generated.rows
     long = [r for r in rows if r["long_video"]]
     assert [r["prompt"] for r in long] == [DEMO_LONG_PROMPT]
     short = [r for r in rows if not r["long_video"]]
+    assert sorted(r["prompt"] for r in short) == sorted(shape_prompts()[:2])
     # three base clips of 8 frames sharing 4 -> 16 base frames, against 8 for a short clip
     assert long[0]["num_frames"] > max(r["num_frames"] for r in short)
 
 
 def test_evaluate_phase_writes_metrics_and_a_report_with_the_samples(demo):
     summary, catalog, _ = demo
-    metrics = {r["metric"] for r in catalog.read("eval_results").to_pylist()}
-    assert metrics == {"fvd", "is", "clipsim"}
+    rows = catalog.read("eval_results").to_pylist()
+    judged = ("colour_accuracy", "shape_accuracy", "direction_accuracy", "consistency")
+    assert {r["metric"] for r in rows} == {"fvd", "is", "clipsim", *judged}
+    # every metric at both kept base checkpoints: the report's curves have two points
+    assert {(r["metric"], r["step"]) for r in rows} == {(m, step) for m in {r["metric"] for r in rows} for step in (2, 4)}
+    assert all(0 <= r["value"] <= 1 for r in rows if r["metric"] in judged)
     page = open(summary.report).read()
-    assert "Samples from prompts" in page and "long video (VidRD)" in page and DEMO_LONG_PROMPT in page
+    assert "colour_accuracy" in page and "direction_accuracy" in page
+    assert "long video (VidRD)" in page and DEMO_LONG_PROMPT in page
 
 
 def test_a_phase_reruns_from_the_cli_with_the_demo_configs(demo):
@@ -82,8 +92,9 @@ def test_a_phase_reruns_from_the_cli_with_the_demo_configs(demo):
     out = root.parent / "samples"
     result = CliRunner().invoke(app, [*command[1:], "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(path.name for path in out.iterdir())[:2] == ["00-a-person-playing-guitar.gif", "00-a-person-playing-guitar.mp4"]
-    assert len(list(out.glob("*.mp4"))) == len(list(out.glob("*.gif"))) == 4
+    first = shape_prompts()[0].replace(" ", "-")
+    assert sorted(path.name for path in out.iterdir())[:2] == [f"00-{first}.gif", f"00-{first}.mp4"]
+    assert len(list(out.glob("*.mp4"))) == len(list(out.glob("*.gif"))) == 3
     rows = catalog.read("generations").to_pylist()
     # same prompts, seeds and settings -> the same ids and the very same mp4 blobs
     assert sorted((r["id"], r["blob"]) for r in rows) == sorted((r["id"], r["blob"]) for r in summary.generated.rows)
