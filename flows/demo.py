@@ -39,6 +39,7 @@ from pipelines.ingest import IngestSummary
 from pipelines.settings import Settings, SettingsError, load_job_config
 from pipelines.shapes.samples import MANIFEST, ShapesWorldConfig, write_shapes_world
 from pipelines.shapes.world import label_templates, shape_prompts
+from pipelines.train.preflight import with_folder_defaults
 from pipelines.train.t2i import T2IConfig, T2IProgress, train_t2i
 from pipelines.train.tiny import tiny_train_config
 from storage.media import read_image
@@ -128,18 +129,22 @@ def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, sched
     """``settings`` with the demo's stages inflating ``pretrained`` and training on the clips cut
     from the shapes world's files (``data.select`` by source: a filter on the clips table, no
     copy). The base trains on 8 frames of 32x32 at 3-6 fps, so a shot's motion spans most of a
-    clip; super-resolution doubles that to 64x64."""
+    clip; super-resolution doubles that to 64x64. The folder's defaults (prediction type, noise
+    schedule) are filled in here, so the ``t2v.yaml`` the demo writes, where every field is set,
+    trains the same way."""
     small = dict(width=32, height=32, head_dim=8)
     stage = dict(steps=schedule.stage_steps)
-    train = tiny_train_config(
+    train = with_folder_defaults(tiny_train_config(
         pretrained, name=settings.train.name, num_workers=settings.train.num_workers,
         checkpoint_every=max(1, schedule.base_steps // schedule.evaluations), keep_checkpoints=schedule.evaluations,
         data=dict(batch_size=schedule.batch_size, fps_min=3.0, fps_max=6.0, select={"sources": [str(shapes)]}),
-        base={**small, "steps": schedule.base_steps, "num_frames": 8},
+        # no image-embedding conditioning: the folder's image encoder learnt nothing (no image-text
+        # pairs teach it here), so the uncaptioned clips train the unconditional branch instead
+        base={**small, "steps": schedule.base_steps, "num_frames": 8, "image_conditioning": False},
         interpolation={**small, **stage, "num_frames": 5, "factor": 2},
         superres={**stage, "width": 64, "height": 64, "num_frames": 4},
         vae_decoder=stage, prior=stage,
-    )
+    ))
     return settings.model_copy(update={"train": train})
 
 

@@ -49,7 +49,8 @@ def test_data_phases_ingest_and_curate_the_sample_media(demo):
 def test_train_phase_trains_every_stage_on_two_workers(demo):
     summary, catalog, root = demo
     runs = {r["stage"]: r for r in catalog.read("runs").to_pylist() if r["name"] == "default"}
-    assert set(runs) >= {"base", "interpolation", "superres", "vae_decoder"}  # + prior: the base uses image embeddings
+    # no prior: the base is not conditioned on the untrained image encoder's embeddings
+    assert set(runs) == {"base", "interpolation", "superres", "vae_decoder"}
     assert all(r["status"] == "finished" and r["num_workers"] == 2 for r in runs.values())
     assert {stage: r["step"] for stage, r in runs.items()} == {"base": 4, **{s: 2 for s in set(runs) - {"base"}}}
     assert summary.trained.cascade and (root / "runs" / "default" / "cascade" / "cascade.json").is_file()
@@ -58,6 +59,8 @@ def test_train_phase_trains_every_stage_on_two_workers(demo):
     written = load_settings(config_file=root / "demo" / "t2v.yaml", environ={})
     assert written.train.pretrained == str(root / "models" / "shapes-t2i")
     assert written.train.data.select.sources == [str(root / "demo" / "shapes")]
+    # the folder's v-prediction is written out, so a re-run from t2v.yaml (every field set) keeps it
+    assert {written.train.stage(s).prediction_type for s in ("base", "interpolation", "superres")} == {"v_prediction"}
 
 
 def test_generate_phase_makes_short_clips_and_one_long_vidrd_video(demo):
