@@ -246,6 +246,7 @@ def demo_generate_config(settings: Settings, limit: int | None = None) -> Genera
     return GenerateConfig(
         run=settings.train.name, prompts=shape_prompts()[:limit], long_prompts=[DEMO_LONG_PROMPT],
         generation=demo_generation(settings, settings.train.base.num_frames), long_video=LongVideoConfig(num_clips=3, overlap=4),
+        num_workers=settings.train.num_workers,
     )
 
 
@@ -262,5 +263,5 @@ def demo_eval_config(settings: Settings, limit: int | None = None) -> EvalConfig
         run=settings.train.name, prompt_set="shapes", limit=limit, base_checkpoint="all",
         generation=demo_generation(settings, math.ceil(15 / factor) + 1),
         protocols=tiny_protocols(num_clips=num_clips), weights={"clipsim": str(clip)},
-        metrics=["shapes", "fvd", "is", "clipsim"], allow_singular=True,
+        metrics=["shapes", "fvd", "is", "clipsim"], allow_singular=True, num_workers=settings.train.num_workers,
     )
