@@ -114,15 +114,16 @@ PHASES = ("ingest", "curate", "train", "generate", "evaluate")
 
 
 class DemoSchedule(BaseModel):
-    """The demo's training budget: the base stage learns the shapes world, the stages after it
-    get a short run each."""
+    """The demo's budget: the base stage learns the shapes world, the stages after it get a short
+    run each, and sampling takes ``sampling_steps`` per stage."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_steps: int = Field(300, ge=1, description="steps of the base stage")
-    stage_steps: int = Field(30, ge=1, description="steps of interpolation, superres, vae_decoder and prior")
+    stage_steps: int = Field(30, ge=1, description="steps of interpolation, superres and vae_decoder")
     evaluations: int = Field(4, ge=1, description="base checkpoints evaluated: the points of the report's curves")
     batch_size: int = Field(4, ge=1, description="clips per worker and step")
+    sampling_steps: int = Field(10, ge=1, description="DDIM steps of each stage when generating and evaluating")
 
 
 def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, schedule: DemoSchedule) -> Settings:
@@ -143,7 +144,7 @@ def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, sched
         base={**small, "steps": schedule.base_steps, "num_frames": 8, "image_conditioning": False},
         interpolation={**small, **stage, "num_frames": 5, "factor": 2},
         superres={**stage, "width": 64, "height": 64, "num_frames": 4},
-        vae_decoder=stage, prior=stage,
+        vae_decoder=stage,
     ))
     return settings.model_copy(update={"train": train})
 
@@ -175,9 +176,10 @@ def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, sch
     documents: dict[str, BaseModel] = {"t2v": settings}
     if train:
         pretrained = shapes_t2i_folder(settings, folder / "shapes", t2i or T2IConfig())
-        settings = demo_train_settings(settings, str(pretrained), folder / "shapes", schedule or DemoSchedule())
-        documents = {"t2v": settings, "generate": demo_generate_config(settings, prompts),
-                     "evaluate": demo_eval_config(settings, prompts)}
+        schedule = schedule or DemoSchedule()
+        settings = demo_train_settings(settings, str(pretrained), folder / "shapes", schedule)
+        documents = {"t2v": settings, "generate": demo_generate_config(settings, schedule.sampling_steps, prompts),
+                     "evaluate": demo_eval_config(settings, schedule.sampling_steps, prompts)}
     configs = write_configs(folder, documents)
     commands = {phase: command for phase, command in rerun_commands(sources, configs).items() if phase in phases}
 
@@ -234,23 +236,23 @@ def rerun_commands(sources: list[str], configs: dict[str, Path]) -> dict[str, st
     }
 
 
-def demo_generation(settings: Settings, num_frames: int) -> GenerationConfig:
+def demo_generation(settings: Settings, num_frames: int, steps: int) -> GenerationConfig:
     """Sampling at the super-resolution stage's size (the base runs at its own, half of it)."""
     superres = settings.train.superres
-    return GenerationConfig(num_frames=num_frames, height=superres.height, width=superres.width, num_inference_steps=10)
+    return GenerationConfig(num_frames=num_frames, height=superres.height, width=superres.width, num_inference_steps=steps)
 
 
-def demo_generate_config(settings: Settings, limit: int | None = None) -> GenerateConfig:
+def demo_generate_config(settings: Settings, steps: int, limit: int | None = None) -> GenerateConfig:
     """The 16 shapes prompts (every colour and direction four times; the first ``limit``) and one
     long video (VidRD, 3 chained base clips)."""
     return GenerateConfig(
         run=settings.train.name, prompts=shape_prompts()[:limit], long_prompts=[DEMO_LONG_PROMPT],
-        generation=demo_generation(settings, settings.train.base.num_frames), long_video=LongVideoConfig(num_clips=3, overlap=4),
+        generation=demo_generation(settings, settings.train.base.num_frames, steps), long_video=LongVideoConfig(num_clips=3, overlap=4),
         num_workers=settings.train.num_workers,
     )
 
 
-def demo_eval_config(settings: Settings, limit: int | None = None) -> EvalConfig:
+def demo_eval_config(settings: Settings, steps: int, limit: int | None = None) -> EvalConfig:
     """The shapes prompts at every kept base checkpoint: the shapes judge, and FVD / IS / CLIPSIM with
     tiny random-init feature networks.
 
@@ -261,7 +263,7 @@ def demo_eval_config(settings: Settings, limit: int | None = None) -> EvalConfig
     num_clips = limit or len(shape_prompts())
     return EvalConfig(
         run=settings.train.name, prompt_set="shapes", limit=limit, base_checkpoint="all",
-        generation=demo_generation(settings, math.ceil(15 / factor) + 1),
+        generation=demo_generation(settings, math.ceil(15 / factor) + 1, steps),
         protocols=tiny_protocols(num_clips=num_clips), weights={"clipsim": str(clip)},
         metrics=["shapes", "fvd", "is", "clipsim"], allow_singular=True, num_workers=settings.train.num_workers,
     )
