@@ -41,6 +41,7 @@ from pipelines.shapes.world import random_scene, shape_prompts  # noqa: E402
 from pipelines.train import loop  # noqa: E402
 from pipelines.train.checkpoint import RunPaths, kept_checkpoints, load_trained_weights  # noqa: E402
 from pipelines.train.config import TrainConfig  # noqa: E402
+from pipelines.train.data import clip_frame_indices  # noqa: E402
 from pipelines.train.export import assemble_cascade  # noqa: E402
 from pipelines.train.loop import TrainJob, local_context, train_stage  # noqa: E402
 from pipelines.train.t2i import T2IConfig, train_t2i  # noqa: E402
@@ -51,7 +52,7 @@ SHOT_FRAMES, SHOT_FPS = 30, 12.0  # ShapesWorldConfig's defaults: 2.5 s at 12 fp
 
 def shapes_batches(config: TrainConfig, seed: int, text: bool) -> Iterator[dict[str, np.ndarray]]:
     """Raw training batches as ``pipelines.train.data`` decodes them: ``num_frames`` frames of a
-    moving-shape shot at a stride the demo's fps range gives, from a random start."""
+    moving-shape shot at an fps in the demo's range, from a random start (its own frame picker)."""
     rng = np.random.default_rng(seed)
     base, data = config.base, config.data
     index = 0
@@ -60,11 +61,9 @@ def shapes_batches(config: TrainConfig, seed: int, text: bool) -> Iterator[dict[
         clips, rates = [], []
         for scene in scenes:
             fps = rng.uniform(data.fps_min, data.fps_max)
-            stride = max(1, min(round(SHOT_FPS / fps), (SHOT_FRAMES - 1) // (base.num_frames - 1)))
-            start = rng.integers(0, SHOT_FRAMES - stride * (base.num_frames - 1))
-            shot = scene.frames(base.width, base.height, SHOT_FRAMES)
-            clips.append(shot[start : start + stride * base.num_frames : stride])
-            rates.append(SHOT_FPS / stride)
+            indices, fps = clip_frame_indices(SHOT_FRAMES, SHOT_FPS, base.num_frames, fps, rng.random())
+            clips.append(scene.frames(base.width, base.height, SHOT_FRAMES)[indices])
+            rates.append(fps)
         count = len(scenes)
         yield {
             "index": np.arange(index, index + count),
