@@ -4,8 +4,15 @@ encoder with CLIP's real BPE tokenizer, trained on image-caption pairs and saved
 Diffusion-layout folder that ``train.pretrained`` loads like any SD folder.
 
 Two phases, read top to bottom: the VAE learns to reconstruct the images (MSE plus a small KL),
-then, with the VAE frozen and its latents scaled to unit variance as SD's are, the UNet and text
-encoder learn SD 2's v-prediction objective with caption dropout for classifier-free guidance.
+then, with the VAE frozen and its latents scaled to unit variance as SD's are, the UNet learns
+SD 2's v-prediction objective with caption dropout for classifier-free guidance.
+
+The text encoder stays frozen at its seeded initialisation, as SD's CLIP encoder is frozen while
+its UNet trains. Trained with the UNet on still captions ("a red circle"), it learnt to fill every
+position with the colour and shape, so the words only videos bring ("moving left") came out the
+same for every direction and the video stages could not learn them (the base's loss with the
+direction words swapped equalled its loss with the true ones to 4 digits). Untrained, every word of
+CLIP's vocabulary keeps its own embedding, as words do in a real SD folder's encoder.
 
 Sized to learn the shapes world's colours on 2 CPU cores in minutes (measured with the shapes
 judge in ``benchmarks/t2i_learning.py``): the VAE has no mid-block attention and starts with a
@@ -163,16 +170,18 @@ def train_t2i(images: np.ndarray, captions: Sequence[str], directory: str | Path
     scale = vae.config.scaling_factor
 
     text_encoder = _text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    text_encoder.requires_grad_(False).eval()
     unet = _unet(cross_attention_level=1).to(device)  # attention over 8x8, not 16x16, positions
     scheduler = DDPMScheduler.from_config({**LATENT_DDIM_CONFIG, "prediction_type": config.prediction_type})
     ids = tokenizer(list(captions) + [""], padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(device)
     empty = len(captions)
-    optimiser = torch.optim.AdamW([*unet.parameters(), *text_encoder.parameters()], lr=config.unet_lr)
+    optimiser = torch.optim.AdamW(unet.parameters(), lr=config.unet_lr)
     for step, rows in enumerate(_batches(len(pixels), config.batch_size, config.unet_steps, rng)):
         latents = (posterior.mean[rows] + posterior.std[rows] * torch.randn_like(posterior.std[rows])) * scale
         dropped = rng.random(len(rows)) < config.caption_dropout
-        text = text_encoder(ids[[empty if d else r for r, d in zip(rows, dropped)]]).last_hidden_state
+        with torch.no_grad():
+            text = text_encoder(ids[[empty if d else r for r, d in zip(rows, dropped)]]).last_hidden_state
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(rows),), device=device)
         noisy = scheduler.add_noise(latents, noise, timesteps)

@@ -25,15 +25,24 @@ def shape_images():
 
 def test_t2i_folder_loads_like_a_stable_diffusion_folder(tmp_path, shape_images):
     images, captions = shape_images
-    losses = []
+    losses, first_text_encoder = [], {}
+
+    def seen(state):
+        losses.append(state.phase)
+        if state.text_encoder is not None and not first_text_encoder:
+            first_text_encoder.update({k: v.clone() for k, v in state.text_encoder.state_dict().items()})
+
     folder = train_t2i(images, captions, tmp_path / "t2i", T2IConfig(vae_steps=3, unet_steps=3, batch_size=4),
-                       progress=lambda state: losses.append(state.phase))
+                       progress=seen)
     assert losses == ["vae"] * 3 + ["unet"] * 3
     for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_encoder", "model_index.json"):
         assert (folder / part).exists(), part
     # the loaders train.pretrained uses
     encoders = FrozenEncoders.load(str(folder), torch.device("cpu"), text=True, vae=True, image=True)
     assert encoders.tokenizer("a red circle moving left").input_ids == CLIP_IDS
+    # frozen, as SD's: words no still caption holds ("moving left") keep their own embeddings
+    saved = encoders.text_encoder.state_dict()
+    assert all(torch.equal(saved[name], value) for name, value in first_text_encoder.items())
     states = encoders.encode_text(["a red circle", "a blue square"])
     assert states.tokens.shape == (2, encoders.tokenizer.model_max_length, 32)
     latents = encoders.encode_video(pixels_to_video(images[:, None], torch.device("cpu")))
