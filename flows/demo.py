@@ -36,7 +36,6 @@ from pipelines.evaluate.job import EvalConfig, EvalSummary
 from pipelines.evaluate.tiny import tiny_protocols, write_tiny_clip
 from pipelines.generate import GenerateConfig, GenerateSummary, GenerationConfig, LongVideoConfig
 from pipelines.ingest import IngestSummary
-from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings, SettingsError, load_job_config
 from pipelines.shapes.samples import MANIFEST, ShapesWorldConfig, write_shapes_world
 from pipelines.shapes.world import label_templates, shape_prompts
@@ -184,24 +183,21 @@ def demo_flow(settings: Settings, train: bool = True, evaluate: bool = True, sch
     configs = write_configs(folder, documents)
     commands = {phase: command for phase, command in rerun_commands(sources, configs).items() if phase in phases}
 
-    # one Ray for every phase: each job would otherwise start and stop its own (seconds each, 8 times)
-    with ray_session(settings.ray):
-        announce(phases, "ingest")
-        ingested = ingest_flow(sources=sources, settings=settings)
-        announce(phases, "curate")
-        summary = DemoSummary(ingested, curate_flow(settings=settings), commands)
-        if not train:
-            return summary
-        announce(phases, "train")
-        summary.trained = train_flow(settings=settings, stage="all")
-        announce(phases, "generate")
-        generate = load_job_config(GenerateConfig, configs["generate"], {})
-        summary.generated = generate_flow(settings=settings, config=generate)
-        if "evaluate" in phases:
-            announce(phases, "evaluate")
-            eval_config = load_job_config(EvalConfig, configs["evaluate"], {})
-            summary.evaluated, paths = evaluate_flow(settings=settings, config=eval_config)
-            summary.report = paths.html if paths else None
+    announce(phases, "ingest")
+    ingested = ingest_flow(sources=sources, settings=settings)
+    announce(phases, "curate")
+    summary = DemoSummary(ingested, curate_flow(settings=settings), commands)
+    if not train:
+        return summary
+    announce(phases, "train")
+    summary.trained = train_flow(settings=settings, stage="all")
+    announce(phases, "generate")
+    summary.generated = generate_flow(settings=settings, config=load_job_config(GenerateConfig, configs["generate"], {}))
+    if "evaluate" in phases:
+        announce(phases, "evaluate")
+        eval_config = load_job_config(EvalConfig, configs["evaluate"], {})
+        summary.evaluated, paths = evaluate_flow(settings=settings, config=eval_config)
+        summary.report = paths.html if paths else None
     return summary
 
 
