@@ -1,7 +1,7 @@
 """The pretrained text-to-image model every paper starts from, trained here since none can be
-downloaded: a small 2D ``UNet2DConditionModel``, the small VAE it works in and a small CLIP text
-encoder with CLIP's real BPE tokenizer, trained on image-caption pairs and saved as a Stable
-Diffusion-layout folder that ``train.pretrained`` loads like any SD folder.
+downloaded: a small 2D ``UNet2DConditionModel`` and the small VAE it works in, trained on
+image-caption pairs, beside a small frozen CLIP text encoder with CLIP's real BPE tokenizer, saved
+as a Stable Diffusion-layout folder that ``train.pretrained`` loads like any SD folder.
 
 Two phases, read top to bottom: the VAE learns to reconstruct the images (MSE plus a small KL),
 then, with the VAE frozen and its latents scaled to unit variance as SD's are, the UNet learns

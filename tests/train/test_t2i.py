@@ -42,7 +42,7 @@ def test_t2i_folder_loads_like_a_stable_diffusion_folder(tmp_path, shape_images)
     assert encoders.tokenizer("a red circle moving left").input_ids == CLIP_IDS
     # frozen, as SD's: words no still caption holds ("moving left") keep their own embeddings
     saved = encoders.text_encoder.state_dict()
-    assert all(torch.equal(saved[name], value) for name, value in first_text_encoder.items())
+    assert first_text_encoder and all(torch.equal(saved[name], value) for name, value in first_text_encoder.items())
     states = encoders.encode_text(["a red circle", "a blue square"])
     assert states.tokens.shape == (2, encoders.tokenizer.model_max_length, 32)
     latents = encoders.encode_video(pixels_to_video(images[:, None], torch.device("cpu")))
