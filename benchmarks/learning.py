@@ -16,6 +16,7 @@ layers; the default policy would leave nothing to train): what each accuracy fal
 
     python benchmarks/learning.py                                  # 3 variants, default schedule
     python benchmarks/learning.py --variants videoldm --steps 100 --ablate temporal
+    python benchmarks/learning.py --variants make_a_video --freeze temporal_and_attention
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import get_args
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.demo import DemoSchedule, demo_train_settings  # noqa: E402
 from modeling.cascade import Cascade  # noqa: E402
-from modeling.freeze import temporal_parameters  # noqa: E402
+from modeling.freeze import FreezePolicy, temporal_parameters  # noqa: E402
 from pipelines.evaluate.shapes_judge import ShapesScores, judge  # noqa: E402
 from pipelines.settings import load_settings  # noqa: E402
 from pipelines.shapes.world import random_scene, shape_prompts  # noqa: E402
@@ -102,9 +104,12 @@ def main() -> None:
                         help="clips per step (the demo: 2 workers x its batch size)")
     parser.add_argument("--pretrained", help="text-to-image folder; default: train one with T2IConfig()")
     parser.add_argument("--ablate", choices=["text", "temporal"])
+    parser.add_argument("--freeze", choices=list(get_args(FreezePolicy)), help="base freeze policy; default: the demo's")
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--sampling-steps", type=int, default=10)
     args = parser.parse_args()
+    if args.ablate == "temporal" and args.freeze:
+        parser.error("--ablate temporal sets the freeze policy itself (all but the temporal layers train)")
     torch.set_num_threads(1)  # no oversubscription when two benchmarks share the cores
 
     work = Path(tempfile.mkdtemp(prefix="t2v-learning-"))
@@ -135,8 +140,9 @@ def main() -> None:
         config = demo_train_settings(settings, pretrained, work / "shapes", schedule).train
         config = config.model_copy(update={"name": variant, "num_workers": 1, "base": config.base.model_copy(
             update={"variant": variant, **({"head_dim": 64} if variant == "lavie" else {})})})
-        if args.ablate == "temporal":
-            config = config.model_copy(update={"base": config.base.model_copy(update={"freeze": "all"})})
+        freeze = "all" if args.ablate == "temporal" else args.freeze
+        if freeze:
+            config = config.model_copy(update={"base": config.base.model_copy(update={"freeze": freeze})})
         config = TrainConfig.model_validate(config.model_dump())
         location = StorageLocation(str(work / "root"))
         started = time.process_time()
