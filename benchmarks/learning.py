@@ -26,8 +26,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from typing import get_args
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
