@@ -123,6 +123,12 @@ def toy_denoiser(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.tanh(mixed) * (0.5 + float(t) / 2000.0)
 
 
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """Largest difference over the largest value: the DDIM loop grows the toy's latents to ~30,
+    where float32 spacing alone is ~2e-6, and a different summation order moves the last bits."""
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
 @pytest.mark.parametrize("steps", [25, 50, 7])
 def test_vidrd_equals_the_official_loop(steps):
     """Fixture: the official pipeline's loop on the toy denoiser (3 clips of 7 frames, M = 4)."""
@@ -132,12 +138,12 @@ def test_vidrd_equals_the_official_loop(steps):
     shape = (1, 2, 7, 3, 3)
     video = vidrd_sample(toy_denoiser, shape, whole, generator=make_generator(0))
     assert video.shape[2] == 21 == whole.num_frames(7)
-    assert (video - expected).abs().max() < 1e-6
+    assert relative_error(video, expected) < 1e-6
     # Default: clip 1 whole, then only the frames each later clip adds.
     new_frames = vidrd_sample(toy_denoiser, shape, replace(whole, output="new_frames"), generator=make_generator(0))
     kept = torch.cat([expected[:, :, :7], expected[:, :, 11:14], expected[:, :, 18:21]], dim=2)
     assert new_frames.shape[2] == 13 == replace(whole, output="new_frames").num_frames(7)
-    assert (new_frames - kept).abs().max() < 1e-6
+    assert relative_error(new_frames, kept) < 1e-6
     guided = [sum(j in staged_guidance_frames(i, 4, 0.4, steps) for i in range(steps)) for j in range(4)]
     assert guided == reference[f"guided_steps_S{steps}"].tolist()
 
