@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from flows.demo import package_data_dir  # noqa: E402
 from pipelines.settings import Settings  # noqa: E402
-from pipelines.train.job import run_stage  # noqa: E402
+from pipelines.train.job import run_stages  # noqa: E402
 from pipelines.train.tiny import tiny_train_config, write_sample_clips, write_tiny_sd  # noqa: E402
 from storage.location import StorageLocation  # noqa: E402
 
@@ -58,7 +58,7 @@ def measure(root: Path, pretrained: Path, workers: int, warmup: int, steps: int,
         checkpoint_every=warmup + steps,  # no checkpoint inside the measured steps
         base={"steps": warmup + steps, "num_frames": frames},
     )
-    result = run_stage(Settings(storage={"root": str(root)}, train=config), "base")
+    (result,) = run_stages(Settings(storage={"root": str(root)}, train=config), ["base"])
     rates = steady_state(result.metrics["tensorboard"], warmup, workers * config.data.batch_size)
     return {**rates, "peak_gpu_memory_mib": result.metrics.get("peak_gpu_memory_mib")}
 

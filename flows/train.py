@@ -1,8 +1,8 @@
-"""Prefect flow ``train``: one task per stage, each running the Ray Train job.
+"""Prefect flow ``train``: a task running the Ray Train job, then (``--stage all``) one assembling the cascade.
 
 ``--stage all`` trains base -> interpolation -> superres -> vae_decoder (-> prior when
-the base is conditioned on image embeddings, i.e. an image encoder is there) and
-assembles the cascade folder.
+the base is conditioned on image embeddings, i.e. an image encoder is there) in one
+worker group and assembles the cascade folder.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from prefect.artifacts import create_table_artifact
 
 from pipelines.settings import Settings, SettingsError
 from pipelines.train.config import STAGES
-from pipelines.train.job import StageResult, run_stage
+from pipelines.train.job import StageResult, run_stages
 from pipelines.train.preflight import image_conditioning
 
 CASCADE_ORDER = ("base", "interpolation", "superres", "vae_decoder")
@@ -39,8 +39,8 @@ def stages_for(stage: str, settings: Settings) -> list[str]:
 
 
 @task(name="train-ray-job")
-def train_stage_task(settings: Settings, stage: str) -> StageResult:
-    return run_stage(settings, stage)
+def train_stages_task(settings: Settings, stages: list[str]) -> list[StageResult]:
+    return run_stages(settings, stages)
 
 
 @task(name="assemble-cascade")
@@ -54,7 +54,7 @@ def assemble_cascade_task(settings: Settings, stages: list[str]) -> str:
 def train_flow(settings: Settings, stage: str = "base") -> TrainSummary:
     """Train one stage, or every stage in cascade order with ``stage="all"``."""
     stages = stages_for(stage, settings)
-    results = [train_stage_task(settings, name) for name in stages]
+    results = train_stages_task(settings, stages)
     cascade = assemble_cascade_task(settings, stages) if stage == "all" else None
     summary = TrainSummary(results, cascade)
     create_table_artifact(key="train-summary", table=summary.rows(), description=f"train {settings.train.name}: {stage}")

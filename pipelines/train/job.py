@@ -1,9 +1,10 @@
-"""Ray Train job: one stage of the cascade trained by ``TorchTrainer`` workers.
+"""Ray Train job: stages of the cascade trained by one group of ``TorchTrainer`` workers.
 
-The driver reads the stage's last checkpoint to know the data position, builds the
-Ray Data pipeline from that sample on, and starts ``num_workers`` workers (gloo on
-CPU, NCCL on GPU) that each run :func:`pipelines.train.loop.train_stage` on their
-shard. Running the same command again resumes from the last checkpoint.
+The driver reads each stage's last checkpoint to know its data position, builds one Ray
+Data pipeline per stage from that sample on, and starts ``num_workers`` workers (gloo on
+CPU, NCCL on GPU) that run :func:`pipelines.train.loop.train_stage` on their shard of each
+stage in turn: the worker group starts once for ``--stage all``. Running the same command
+again skips the finished stages and resumes the others from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -43,15 +44,19 @@ class StageResult:
 
 
 def ray_train_loop(loop_config: dict[str, Any]) -> None:
-    """Entry point of each Ray Train worker."""
+    """Entry point of each Ray Train worker: the jobs' stages one after another."""
+    import ray.train
+
+    context = ray.train.get_context()
+    for job in loop_config["jobs"]:
+        train_stage(job, worker_context(job.config, ray.train.get_dataset_shard(job.stage), context))
+
+
+def worker_context(config: TrainConfig, shard: Any, context: Any) -> WorkerContext:
     import ray.train
     import ray.train.torch
 
-    job: TrainJob = loop_config["job"]
-    config = job.config
     torch.set_num_threads(max(1, int(config.cpus_per_worker)))
-    context = ray.train.get_context()
-    shard = ray.train.get_dataset_shard("train")
     batches = shard.iter_batches(
         batch_size=config.data.batch_size,
         batch_format="numpy",
@@ -66,7 +71,7 @@ def ray_train_loop(loop_config: dict[str, Any]) -> None:
             model, parallel_strategy=config.strategy, parallel_strategy_kwargs=strategy_kwargs
         )
 
-    ctx = WorkerContext(
+    return WorkerContext(
         rank=context.get_world_rank(),
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
@@ -74,7 +79,6 @@ def ray_train_loop(loop_config: dict[str, Any]) -> None:
         wrap=wrap,
         report=ray.train.report,
     )
-    train_stage(job, ctx)
 
 
 def make_job(settings: Settings, stage: str) -> TrainJob:
@@ -104,19 +108,20 @@ def stage_sources(location: StorageLocation, config: TrainConfig, stage: str) ->
     return training_sources(location, config.data, captioned_only=stage == "prior", with_images=with_images)
 
 
-def make_trainer(job: TrainJob, dataset: Any):
+def make_trainer(jobs: list[TrainJob], datasets: dict[str, Any]):
+    """One worker group for ``jobs`` (same run, so the same scaling), with each stage's dataset."""
     import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    config, location = job.config, job.location
+    config, location = jobs[0].config, jobs[0].location
     # The cluster's GPUs, not this driver's: on a cluster the driver often has none.
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     if config.strategy == "fsdp" and not use_gpu:
         raise SettingsError("train.strategy fsdp needs GPUs (Ray Train shards only CUDA models); use ddp on CPU")
     return TorchTrainer(
         ray_train_loop,
-        train_loop_config={"job": job},
+        train_loop_config={"jobs": jobs},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=config.num_workers,
@@ -124,40 +129,54 @@ def make_trainer(job: TrainJob, dataset: Any):
             resources_per_worker={"CPU": config.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
         ),
         run_config=RunConfig(
-            name=f"{config.name}-{job.stage}",
-            storage_path=job.paths.path("ray"),
+            name=f"{config.name}-{'-'.join(job.stage for job in jobs)}",
+            storage_path=location.path("runs", config.name, "ray"),
             storage_filesystem=None if location.is_local else location.filesystem,
             failure_config=FailureConfig(max_failures=config.max_failures),
         ),
-        datasets={"train": dataset},
+        datasets=datasets,
     )
 
 
-def run_stage(settings: Settings, stage: str) -> StageResult:
-    """Train ``stage`` to its configured step count (resuming if a checkpoint exists) and export it."""
-    job = make_job(settings, stage)
-    config, paths = job.config, job.paths
-    resumed = latest_checkpoint(paths)
-    row = run_row(job)
-    if resumed and resumed.step >= job.total_steps and row and row["status"] == "finished":
-        log.info("%s already trained for %d steps: nothing to do", stage, resumed.step)
-        return StageResult(stage, row["step"], row["export"], row)
-    if resumed:
-        log.info("resuming %s from step %d", stage, resumed.step)
+def run_stages(settings: Settings, stages: list[str]) -> list[StageResult]:
+    """Train ``stages`` in order, each to its configured step count (resuming from a checkpoint
+    where one exists), and export each; stages already finished are skipped."""
+    jobs = [make_job(settings, stage) for stage in stages]  # every stage's pre-flight before any training
+    todo = []
+    for job in jobs:
+        resumed, row = latest_checkpoint(job.paths), run_row(job)
+        if resumed and resumed.step >= job.total_steps and row and row["status"] == "finished":
+            log.info("%s already trained for %d steps: nothing to do", job.stage, resumed.step)
+            continue
+        if resumed:
+            log.info("resuming %s from step %d", job.stage, resumed.step)
+        todo.append(job)
+    if todo:
+        with ray_session(settings.ray):
+            trainer = make_trainer(todo, {job.stage: stage_dataset(job) for job in todo})
+            try:
+                trainer.fit()
+            except Exception as exc:
+                # stages run in order: the first one not finished is the one that failed
+                failed = next(job for job in todo if (run_row(job) or {}).get("status") != "finished")
+                _record_failure(failed, exc)
+                raise worker_error(exc) from None
+    results = []
+    for job in jobs:
+        row = run_row(job)
+        results.append(StageResult(job.stage, row["step"], row["export"], row))
+    return results
 
-    sources = stage_sources(job.location, config, stage)
+
+def stage_dataset(job: TrainJob) -> Any:
+    """The stage's samples from its checkpoint's data position on."""
+    config = job.config
+    sources = stage_sources(job.location, config, job.stage)
     total_samples = job.total_steps * config.num_workers * config.data.batch_size
-    spec = SampleSpec.from_config(config.data, config.stage(stage), total_samples, config.seed)
+    spec = SampleSpec.from_config(config.data, config.stage(job.stage), total_samples, config.seed)
+    resumed = latest_checkpoint(job.paths)
     start = min(resumed.samples_seen if resumed else 0, total_samples)
-    with ray_session(settings.ray):
-        trainer = make_trainer(job, training_dataset(job.location, sources, spec, start, total_samples))
-        try:
-            trainer.fit()
-        except Exception as exc:
-            _record_failure(job, exc)
-            raise worker_error(exc) from None
-    row = run_row(job)
-    return StageResult(stage, row["step"], row["export"], row)
+    return training_dataset(job.location, sources, spec, start, total_samples)
 
 
 def run_row(job: TrainJob) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from modeling.cascade import Cascade
 from pipelines.settings import Settings
 from pipelines.train.checkpoint import latest_checkpoint
 from pipelines.train.export import assemble_cascade
-from pipelines.train.job import run_stage
+from pipelines.train.job import run_stages
 from pipelines.train.loop import TrainJob
 from pipelines.train.tiny import tiny_train_config
 from storage.catalog import Catalog
@@ -59,7 +59,7 @@ def run_until_killed(settings: Settings, paths) -> BaseException:
 
     def fit() -> None:
         try:
-            run_stage(settings, "base")
+            run_stages(settings, ["base"])
         except BaseException as exc:  # the killed run fails; that is the point
             failure.append(exc)
 
