@@ -11,6 +11,7 @@ from flows.demo import DEMO_LONG_PROMPT, DemoSchedule, demo_flow
 from pipelines.settings import load_settings
 from pipelines.shapes.samples import ShapesWorldConfig
 from pipelines.shapes.world import label_templates, shape_prompts
+from pipelines.train.job import run_stages
 from pipelines.train.t2i import T2IConfig
 from storage.catalog import Catalog
 
@@ -61,6 +62,11 @@ def test_train_phase_trains_every_stage_on_two_workers(demo):
     assert written.train.data.select.sources == [str(root / "demo" / "shapes")]
     # the folder's v-prediction is written out, so a re-run from t2v.yaml (every field set) keeps it
     assert {written.train.stage(s).prediction_type for s in ("base", "interpolation", "superres")} == {"v_prediction"}
+    # the same command again starts no workers: every stage is finished, and its row stays as it was
+    again = run_stages(written, sorted(runs))
+    assert [result.step for result in again] == [runs[stage]["step"] for stage in sorted(runs)]
+    rows = {r["stage"]: r["updated_at"] for r in catalog.read("runs").to_pylist() if r["name"] == "default"}
+    assert rows == {stage: r["updated_at"] for stage, r in runs.items()}
 
 
 def test_generate_phase_makes_short_clips_and_one_long_vidrd_video(demo):
