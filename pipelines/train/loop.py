@@ -1,6 +1,6 @@
 """THE training loop, the same for every stage; read it top to bottom.
 
-It runs on each Ray Train worker (``job.ray_train_loop`` builds the context), or in
+It runs on each Ray Train worker (``job.worker_context`` builds the context), or in
 one process for tests (``local_context``). Per step: wait for a batch, encode it with
 the frozen T2I parts, run the stage objective, backward, clip, step, EMA; every
 ``checkpoint_every`` steps save and report. At the end export the stage.
