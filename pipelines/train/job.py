@@ -157,8 +157,9 @@ def run_stages(settings: Settings, stages: list[str]) -> list[StageResult]:
             try:
                 trainer.fit()
             except Exception as exc:
-                # stages run in order: the first one not finished is the one that failed
-                failed = next(job for job in todo if (run_row(job) or {}).get("status") != "finished")
+                # stages run in order: the first one not finished is the one that failed (the last
+                # one when the group failed after every stage had finished)
+                failed = next((job for job in todo if (run_row(job) or {}).get("status") != "finished"), todo[-1])
                 _record_failure(failed, exc)
                 raise worker_error(exc) from None
     results = []
