@@ -25,7 +25,6 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import get_args
 
@@ -39,45 +38,18 @@ from modeling.cascade import Cascade  # noqa: E402
 from modeling.freeze import FreezePolicy, temporal_parameters  # noqa: E402
 from pipelines.evaluate.shapes_judge import ShapesScores, judge  # noqa: E402
 from pipelines.settings import load_settings  # noqa: E402
-from pipelines.shapes.world import random_scene, shape_prompts  # noqa: E402
+from pipelines.shapes.batches import shapes_batches  # noqa: E402
+from pipelines.shapes.world import COLOURS, DIRECTIONS, random_scene, shape_prompts  # noqa: E402
 from pipelines.train import loop  # noqa: E402
 from pipelines.train.checkpoint import RunPaths, kept_checkpoints, load_trained_weights  # noqa: E402
 from pipelines.train.config import TrainConfig  # noqa: E402
-from pipelines.train.data import clip_frame_indices  # noqa: E402
 from pipelines.train.export import assemble_cascade  # noqa: E402
-from pipelines.train.loop import TrainJob, local_context, train_stage  # noqa: E402
+from pipelines.train.encoders import FrozenEncoders  # noqa: E402
+from pipelines.train.loop import TrainJob, build_objective, local_context, train_stage  # noqa: E402
+from pipelines.train.objectives import encoder_needs  # noqa: E402
+from pipelines.train.probes import ProbeScores, probe  # noqa: E402
 from pipelines.train.t2i import T2IConfig, train_t2i  # noqa: E402
 from storage.location import StorageLocation  # noqa: E402
-
-SHOT_FRAMES, SHOT_FPS = 30, 12.0  # ShapesWorldConfig's defaults: 2.5 s at 12 fps
-
-
-def shapes_batches(config: TrainConfig, seed: int, text: bool) -> Iterator[dict[str, np.ndarray]]:
-    """Raw training batches as ``pipelines.train.data`` decodes them: ``num_frames`` frames of a
-    moving-shape shot at an fps in the demo's range, from a random start (its own frame picker)."""
-    rng = np.random.default_rng(seed)
-    base, data = config.base, config.data
-    index = 0
-    while True:
-        scenes = [random_scene(rng, moving=True) for _ in range(data.batch_size)]
-        clips, rates = [], []
-        for scene in scenes:
-            fps = rng.uniform(data.fps_min, data.fps_max)
-            indices, fps = clip_frame_indices(SHOT_FRAMES, SHOT_FPS, base.num_frames, fps, rng.random())
-            clips.append(scene.frames(base.width, base.height, SHOT_FRAMES)[indices])
-            rates.append(fps)
-        count = len(scenes)
-        yield {
-            "index": np.arange(index, index + count),
-            "key": np.array([f"shot-{index + i}" for i in range(count)], dtype=object),
-            "pixels": np.stack(clips),
-            "fps": np.array(rates, np.float32),
-            "is_image": np.zeros(count, bool),
-            "caption": np.array([s.caption if text else "" for s in scenes], dtype=object),
-            "dropped": rng.random(count) < data.caption_dropout,
-        }
-        index += count
-
 
 def judge_checkpoints(location: StorageLocation, config: TrainConfig, prompts: list[str], guidance: float,
                       steps: int) -> list[tuple[int, ShapesScores]]:
@@ -93,6 +65,17 @@ def judge_checkpoints(location: StorageLocation, config: TrainConfig, prompts: l
                         num_inference_steps=steps, guidance_scale=guidance, seed=1)
         results.append((state.step, judge(prompts, list(video.frames))))
     return results
+
+
+def probe_last_checkpoint(location: StorageLocation, config: TrainConfig) -> tuple[ProbeScores, ProbeScores]:
+    """The loss probes (``pipelines.train.probes``) of the last kept checkpoint on 32 held-out
+    shots: by colour word, then by direction word (the coherence probe comes with both)."""
+    encoders = FrozenEncoders.load(config.pretrained, torch.device("cpu"), **encoder_needs("base", config))
+    objective = build_objective("base", config, encoders)
+    paths = RunPaths(location, config.name, "base")
+    load_trained_weights(paths, kept_checkpoints(paths)[-1], objective.unet, config.export_ema and config.optim.ema_decay is not None)
+    held_out = next(shapes_batches(config.model_copy(update={"data": config.data.model_copy(update={"batch_size": 32})}), 999))
+    return probe(objective, encoders, held_out, list(COLOURS)), probe(objective, encoders, held_out, list(DIRECTIONS))
 
 
 def main() -> None:
@@ -136,6 +119,7 @@ def main() -> None:
         loop.build_objective = frozen_temporal
 
     table: list[tuple[str, int, float, ShapesScores]] = []
+    probes: list[tuple[str, ProbeScores, ProbeScores]] = []
     for variant in args.variants:
         config = demo_train_settings(settings, pretrained, work / "shapes", schedule).train
         config = config.model_copy(update={"name": variant, "num_workers": 1, "base": config.base.model_copy(
@@ -152,6 +136,8 @@ def main() -> None:
             table.append((variant, step, seconds, scores))
             print(f"{variant:>12} step {step:4d}  colour {scores.colour_accuracy:.0%}  shape {scores.shape_accuracy:.0%}  "
                   f"direction {scores.direction_accuracy:.0%}  consistency {scores.consistency:.2f}", flush=True)
+        colour, direction = probe_last_checkpoint(location, config)
+        probes.append((variant, colour, direction))
 
     print(f"\nbase stage, {args.batch_size} clips/step, ablation: {args.ablate or 'none'}; chance 25 % / 33 % / 25 %; "
           "targets colour >= 90 %, direction >= 80 %")
@@ -159,6 +145,11 @@ def main() -> None:
     for variant, step, seconds, s in table:
         print(f"| {variant} | {step} | {seconds:.0f} | {s.colour_accuracy:.0%} | {s.shape_accuracy:.0%} | "
               f"{s.direction_accuracy:.0%} | {s.consistency:.2f} |")
+    print("\nloss probes of the last checkpoint on 32 held-out shots (chance 25 % / 25 % / 50 %, gap 0)")
+    print("| variant | colour by loss | direction by loss | coherence | coherence gap |\n|---|---|---|---|---|")
+    for variant, colour, direction in probes:
+        print(f"| {variant} | {colour.caption_accuracy:.0%} | {direction.caption_accuracy:.0%} | "
+              f"{colour.coherence_accuracy:.0%} | {colour.coherence_gap:.2f} |")
 
 
 if __name__ == "__main__":

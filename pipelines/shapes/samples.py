@@ -33,6 +33,10 @@ class ShapesWorldConfig(BaseModel):
     cut_share: float = Field(0.25, ge=0, le=1, description="videos joining two shots with a hard cut")
     seed: int = 0
 
+    @property
+    def frames_per_shot(self) -> int:
+        return max(2, round(self.shot_seconds * self.fps))
+
 
 @dataclass(frozen=True)
 class WrittenSample:
@@ -60,7 +64,6 @@ def write_shapes_world(folder: str | Path, config: ShapesWorldConfig | None = No
         path = folder / "images" / f"shape-{index:04d}.png"
         write_image(path, scene.render(config.size, config.size))
         written.append(WrittenSample(path, scene.caption, None, (scene,)))
-    frames_per_shot = max(2, round(config.shot_seconds * config.fps))
     for index in range(config.num_videos):
         scene = random_scene(rng, moving=True)
         scenes = [scene]
@@ -72,7 +75,7 @@ def write_shapes_world(folder: str | Path, config: ShapesWorldConfig | None = No
                 other = random_scene(rng, moving=True, **same)
             scenes.append(other)
         text_free = rng.random() < config.text_free_share
-        frames = np.concatenate([s.frames(config.size, config.size, frames_per_shot) for s in scenes])
+        frames = np.concatenate([s.frames(config.size, config.size, config.frames_per_shot) for s in scenes])
         path = folder / "videos" / f"shape-{index:04d}.mp4"
         write_mp4(path, frames, config.fps)
         written.append(WrittenSample(path, None, None if text_free else scene.label, tuple(scenes)))

@@ -1,0 +1,90 @@
+"""What a trained base stage has learnt, read off its held-out denoising loss: no sampling, so
+cheap and low-variance enough for a test.
+
+Both probes score every alternative with the same latents, noise and timesteps, so a model
+that ignores what is varied scores the alternatives exactly alike (chance):
+
+- **caption choice** (a diffusion classifier, Li et al. 2023): swap one word of each clip's
+  caption for each option ("red" -> "green", ...); the option with the lowest loss is the
+  model's answer. Above chance only if the caption's word reaches the prediction.
+- **frame coherence**: take clips in pairs and swap their odd frames; the real pair should be
+  easier to denoise than the spliced pair. A model whose frames never see each other (the
+  temporal layers at their identity init) gives the two pairs exactly the same total loss,
+  since every frame keeps its noise and its timestep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from pipelines.train.encoders import FrozenEncoders
+from pipelines.train.objectives import BaseObjective, pixels_to_video
+
+PROBE_TIMESTEPS = (300, 500, 700, 900)  # low noise carries no content to choose by
+
+
+@dataclass(frozen=True)
+class ProbeScores:
+    caption_accuracy: float  # share of clips whose own word has the lowest loss; chance 1 / options
+    coherence_accuracy: float  # share of clip pairs easier to denoise than their splice; chance 1/2
+    coherence_gap: float  # mean (spliced - real) / real loss of a pair
+
+
+@torch.no_grad()
+def clip_losses(objective: BaseObjective, latents: torch.Tensor, noise: torch.Tensor, tokens: torch.Tensor,
+                fps: torch.Tensor, timesteps: Sequence[int] = PROBE_TIMESTEPS) -> np.ndarray:
+    """Per clip, the training loss (the objective's prediction target) averaged over ``timesteps``."""
+    is_image = torch.zeros(len(latents), dtype=torch.bool, device=latents.device)
+    scheduler, total = objective.scheduler, torch.zeros(len(latents), device=latents.device)
+    for t in timesteps:
+        step = torch.full((len(latents),), t, device=latents.device)
+        prediction = objective.unet(scheduler.add_noise(latents, noise, step), step, tokens,
+                                    **objective.frame_kwargs(fps, is_image)).sample
+        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, step)
+        total += (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+    return (total / len(timesteps)).cpu().numpy()
+
+
+def _splice_odd_frames(x: torch.Tensor) -> torch.Tensor:
+    """``(2n, c, f, h, w)`` clips paired (0, 1), (2, 3)... -> each clip with its partner's odd frames."""
+    pairs = rearrange(x, "(n two) c f h w -> n two c f h w", two=2).clone()
+    pairs[:, :, :, 1::2] = pairs[:, [1, 0], :, 1::2]
+    return rearrange(pairs, "n two c f h w -> (n two) c f h w")
+
+
+def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, Any], options: Sequence[str],
+          seed: int = 0) -> ProbeScores:
+    """Both probes on a raw base-stage batch (an even number of clips) whose captions each hold
+    exactly one of ``options`` (e.g. the shapes world's colours)."""
+    captions = [str(caption) for caption in batch["caption"]]
+    words = [[word for word in caption.split() if word in options] for caption in captions]
+    if len(captions) % 2 or any(len(found) != 1 for found in words):
+        raise ValueError(f"probing needs an even number of clips, each caption naming one of {list(options)}")
+    objective.eval()
+    torch.manual_seed(seed)  # the VAE posterior sample
+    latents = encoders.encode_video(pixels_to_video(batch["pixels"], encoders.device))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device)
+    # one frame rate for every clip: a spliced frame then keeps the conditioning it had in its own clip
+    fps = torch.full((len(latents),), float(np.median(batch["fps"])), device=latents.device)
+
+    def losses(texts: list[str], video: torch.Tensor, video_noise: torch.Tensor) -> np.ndarray:
+        return clip_losses(objective, video, video_noise, encoders.encode_text(texts).tokens, fps)
+
+    per_option = np.stack([
+        losses([" ".join(option if word in options else word for word in caption.split()) for caption in captions],
+               latents, noise)
+        for option in options
+    ])
+    truth = np.array([found[0] for found in words])
+    caption_accuracy = float(np.mean(np.asarray(options)[per_option.argmin(0)] == truth))
+
+    empty = [""] * len(captions)  # the spliced clips have no true caption: both pairs go unconditioned
+    real = losses(empty, latents, noise).reshape(-1, 2).sum(1)
+    spliced = losses(empty, _splice_odd_frames(latents), _splice_odd_frames(noise)).reshape(-1, 2).sum(1)
+    return ProbeScores(caption_accuracy, float(np.mean(real < spliced)), float(np.mean((spliced - real) / real)))
