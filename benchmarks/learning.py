@@ -73,8 +73,10 @@ def probe_last_checkpoint(location: StorageLocation, config: TrainConfig) -> tup
     encoders = FrozenEncoders.load(config.pretrained, torch.device("cpu"), **encoder_needs("base", config))
     objective = build_objective("base", config, encoders)
     paths = RunPaths(location, config.name, "base")
-    load_trained_weights(paths, kept_checkpoints(paths)[-1], objective.unet, config.export_ema and config.optim.ema_decay is not None)
-    held_out = next(shapes_batches(config.model_copy(update={"data": config.data.model_copy(update={"batch_size": 32})}), 999))
+    ema = config.export_ema and config.optim.ema_decay is not None
+    load_trained_weights(paths, kept_checkpoints(paths)[-1], objective.unet, ema)
+    data = config.data.model_copy(update={"batch_size": 32})
+    held_out = next(shapes_batches(config.model_copy(update={"data": data}), 999))
     return probe(objective, encoders, held_out, list(COLOURS)), probe(objective, encoders, held_out, list(DIRECTIONS))
 
 
