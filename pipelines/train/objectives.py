@@ -84,12 +84,14 @@ class NoiseObjective(Objective):
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(latents),), device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
-        if self.scheduler.config.prediction_type == "epsilon":
-            target = noise
-        else:
-            target = self.scheduler.get_velocity(latents, noise, timesteps)
         prediction = self.unet(noisy, timesteps, context, **unet_kwargs).sample
-        return F.mse_loss(prediction.float(), target.float())
+        return F.mse_loss(prediction.float(), self.target(latents, noise, timesteps).float())
+
+    def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the UNet predicts: the noise, or v for v-prediction."""
+        if self.scheduler.config.prediction_type == "epsilon":
+            return noise
+        return self.scheduler.get_velocity(latents, noise, timesteps)
 
     def video_inputs(self, raw: dict[str, Any], encoders: FrozenEncoders) -> Tensors:
         """Latents, text tokens and the fps / image-row flags shared by every diffusion stage."""

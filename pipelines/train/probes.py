@@ -46,8 +46,7 @@ def clip_losses(objective: BaseObjective, latents: torch.Tensor, noise: torch.Te
         step = torch.full((len(latents),), t, device=latents.device)
         prediction = objective.unet(scheduler.add_noise(latents, noise, step), step, tokens,
                                     **objective.frame_kwargs(fps, is_image)).sample
-        target = noise if scheduler.config.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, step)
-        total += (prediction.float() - target.float()).pow(2).flatten(1).mean(1)
+        total += (prediction.float() - objective.target(latents, noise, step).float()).pow(2).flatten(1).mean(1)
     return (total / len(timesteps)).cpu().numpy()
 
 
