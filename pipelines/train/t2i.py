@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
 from einops import rearrange
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import CLIPTextModel, CLIPTokenizer
@@ -49,10 +50,10 @@ class T2IConfig(BaseModel):
 
     size: int = Field(32, ge=8, description="side of the square training images; latents are half of it")
     vae_channels: int = Field(16, ge=4, description="width of the VAE's first level (the second has twice it)")
-    vae_steps: int = Field(400, ge=1)
+    vae_steps: int = Field(600, ge=1)
     unet_steps: int = Field(800, ge=1)
     batch_size: int = Field(16, ge=1)
-    vae_lr: float = Field(5e-3, gt=0)
+    vae_lr: float = Field(2e-3, gt=0)
     unet_lr: float = Field(2e-3, gt=0)
     prediction_type: Literal["epsilon", "v_prediction"] = Field(
         "v_prediction", description="v learns the global colour of a scene sooner than epsilon at high noise")
@@ -152,6 +153,9 @@ def train_t2i(images: np.ndarray, captions: Sequence[str], directory: str | Path
     tokenizer = write_clip_tokenizer(directory / "tokenizer")
     vae = t2i_vae(config.vae_channels).to(device)
     optimiser = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)
+    # decayed to 0 like the video stages: at a constant 5e-3 for 400 steps this small VAE turned
+    # red shapes orange (held-out reconstructions: colour 91 %, MSE 0.029; decayed: 100 %, 0.012)
+    lr_schedule = get_cosine_schedule_with_warmup(optimiser, 0, config.vae_steps)
     for step, rows in enumerate(_batches(len(pixels), config.batch_size, config.vae_steps, rng)):
         batch = pixels[rows]
         posterior = vae.encode(batch).latent_dist
@@ -160,6 +164,7 @@ def train_t2i(images: np.ndarray, captions: Sequence[str], directory: str | Path
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        lr_schedule.step()
         if progress:
             progress(T2IProgress("vae", step, loss.item(), vae))
     vae.requires_grad_(False).eval()
