@@ -450,6 +450,8 @@ def serve(
                     for d in served]
             print_table(f"serving on {url}", rows)
             serve_deployments(*served, limit=limit, print_starting_message=False)
+    except KeyboardInterrupt:  # Ctrl-C is how serving ends, even before Prefect's runner handles it
+        console.print("stopped serving")
     except RuntimeError as exc:  # the local Prefect server did not start
         fail(str(exc))
         raise typer.Exit(1) from None

@@ -16,6 +16,7 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -25,7 +26,8 @@ from storage import media  # noqa: E402
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray instance for the whole session; jobs reuse it instead of starting their own."""
+    """One local Ray instance for the whole session (per xdist worker); jobs reuse it instead of
+    starting their own."""
     import ray
 
     if not ray.is_initialized():

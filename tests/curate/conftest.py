@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +95,3 @@ def tiny_vlm_dir(tmp_path_factory) -> Path:
         model.text_decoder.cls.predictions.bias[:5] = -1e4
     model.save_pretrained(folder)
     return folder
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    import ray
-
-    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()

