@@ -13,20 +13,21 @@ from pipelines.train.config import TrainConfig
 from pipelines.train.data import clip_frame_indices
 
 
-def shapes_batches(config: TrainConfig, seed: int, text: bool = True) -> Iterator[dict[str, np.ndarray]]:
-    """Endless base-stage batches: ``num_frames`` frames of a moving-shape shot as the sample
-    writer renders it, at an fps in the run's range from a random start (the data module's own
-    frame picker). ``text=False`` gives every clip an empty caption."""
+def shapes_batches(config: TrainConfig, seed: int, text: bool = True,
+                   stage: str = "base") -> Iterator[dict[str, np.ndarray]]:
+    """Endless batches of a video stage (the base by default): its ``num_frames`` frames of a
+    moving-shape shot as the sample writer renders it, at an fps in the run's range from a random
+    start (the data module's own frame picker). ``text=False`` gives every clip an empty caption."""
     rng = np.random.default_rng(seed)
-    base, data, world = config.base, config.data, ShapesWorldConfig()
+    video, data, world = config.stage(stage), config.data, ShapesWorldConfig()
     index = 0
     while True:
         scenes = [random_scene(rng, moving=True) for _ in range(data.batch_size)]
         clips, rates = [], []
         for scene in scenes:
             fps = rng.uniform(data.fps_min, data.fps_max)
-            indices, fps = clip_frame_indices(world.frames_per_shot, world.fps, base.num_frames, fps, rng.random())
-            clips.append(scene.frames(base.width, base.height, world.frames_per_shot)[indices])
+            indices, fps = clip_frame_indices(world.frames_per_shot, world.fps, video.num_frames, fps, rng.random())
+            clips.append(scene.frames(video.width, video.height, world.frames_per_shot)[indices])
             rates.append(fps)
         count = len(scenes)
         yield {
