@@ -140,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["make_a_video", "videoldm", "lavie"])
     parser.add_argument("--steps", type=int, default=DemoSchedule().base_steps, help="base steps")
-    parser.add_argument("--stage-steps", type=int, default=DemoSchedule().stage_steps, help="interpolation steps")
+    parser.add_argument("--interpolation-steps", type=int, default=DemoSchedule().interpolation_steps)
     parser.add_argument("--evaluations", type=int, default=DemoSchedule().evaluations, help="judged checkpoints")
     parser.add_argument("--batch-size", type=int, default=2 * DemoSchedule().batch_size,
                         help="clips per step (the demo: 2 workers x its batch size)")
@@ -165,8 +165,8 @@ def main() -> None:
                                    work / "shapes-t2i", T2IConfig()))
         print(f"text-to-image folder: {time.process_time() - started:.0f} CPU s", flush=True)
     prompts = shape_prompts()
-    schedule = DemoSchedule(base_steps=args.steps, stage_steps=args.stage_steps, evaluations=args.evaluations,
-                            batch_size=args.batch_size)
+    schedule = DemoSchedule(base_steps=args.steps, interpolation_steps=args.interpolation_steps,
+                            evaluations=args.evaluations, batch_size=args.batch_size)
     settings = load_settings(overrides={"storage": {"root": str(work / "root")}}, environ={})
     if args.ablate == "temporal":  # never trained: the temporal layers stay the identity they start as
         build = loop.build_objective

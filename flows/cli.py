@@ -468,7 +468,8 @@ def demo(
     config: ConfigOption = None,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Train, generate with and evaluate the tiny cascade.")] = True,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps of the base stage.")] = 300,
-    stage_steps: Annotated[int, typer.Option("--stage-steps", min=1, help="Training steps of each later stage.")] = 30,
+    stage_steps: Annotated[int, typer.Option("--stage-steps", min=1, help="Training steps of super-resolution and the VAE decoder.")] = 30,
+    interpolation_steps: Annotated[int, typer.Option("--interpolation-steps", min=1, help="Training steps of frame interpolation.")] = 150,
     evaluations: Annotated[int, typer.Option("--evaluations", min=1, help="Base checkpoints evaluated (points of the report's curves).")] = 4,
     prompts: Annotated[Optional[int], typer.Option("--prompts", min=2, help="Shapes prompts to generate and evaluate (default all 16).")] = None,
 ) -> None:
@@ -479,7 +480,8 @@ def demo(
     from flows.demo import DemoSchedule, demo_flow
 
     settings = _settings(config, root)
-    schedule = DemoSchedule(base_steps=steps, stage_steps=stage_steps, evaluations=evaluations)
+    schedule = DemoSchedule(base_steps=steps, stage_steps=stage_steps, interpolation_steps=interpolation_steps,
+                            evaluations=evaluations)
     summary = demo_flow(settings=settings, train=train, evaluate=train, schedule=schedule, prompts=prompts)
     print_table("demo: ingest", summary.ingested.rows())
     print_table("demo: curation funnel", summary.curated.funnel_table())

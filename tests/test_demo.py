@@ -24,7 +24,7 @@ def demo(tmp_path_factory):
     settings = load_settings(overrides={"storage": {"root": str(root)},
                                         "curate": {"transcode": {"size": [128, 96]}}}, environ={})
     shapes, t2i = ShapesWorldConfig(num_images=4, num_videos=4), T2IConfig(vae_steps=2, unet_steps=2, batch_size=4)
-    schedule = DemoSchedule(base_steps=4, stage_steps=2, evaluations=2, batch_size=1, sampling_steps=2)
+    schedule = DemoSchedule(base_steps=4, stage_steps=2, interpolation_steps=2, evaluations=2, batch_size=1, sampling_steps=2)
     summary = demo_flow(settings=settings, schedule=schedule, prompts=2, shapes=shapes, t2i=t2i)
     return summary, Catalog(settings.location()), root
 

@@ -107,6 +107,7 @@ class _StageBlock(_Block):
     width: int = Field(256, ge=8, description="pixels of the frames the stage trains on")
     height: int = Field(256, ge=8)
     num_frames: int = Field(16, ge=1)
+    lr: float | None = Field(None, gt=0, description="this stage's peak learning rate; default optim.lr")
 
 
 # The inflation options each variant's layers read (modeling.inflation); setting another is an error.

@@ -106,9 +106,8 @@ def train_stage(job: TrainJob, ctx: WorkerContext) -> dict[str, Any]:
         objective.export_model().enable_gradient_checkpointing()
     model = ctx.wrap(objective)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay
-    )
+    lr = config.stage(job.stage).lr or config.optim.lr
+    optimizer = torch.optim.AdamW(params, lr=lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay)
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, config.optim.warmup_steps, job.total_steps)
     ema = Ema(objective, config.optim.ema_decay) if config.optim.ema_decay is not None else None
 

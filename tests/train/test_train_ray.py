@@ -69,7 +69,7 @@ def run_until_killed(settings: Settings, paths) -> BaseException:
     while latest_checkpoint(paths) is None and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     workers = train_workers()
-    assert len(workers) == 2
+    assert len(workers) == 2, f"Ray Train workers {workers}; the run so far: {failure or 'no error'}"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     thread.join(timeout=300)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,6 +48,18 @@ def test_every_stage_trains_checkpoints_and_exports(train_data, stage):
     assert row["status"] == "finished" and row["step"] == 3 and row["samples_per_second"] > 0
     events = list((train_data.root / "runs" / f"stages-{stage}" / stage / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_a_stage_of_its_own_lr_starts_there_and_the_others_at_optims(train_data):
+    config = tiny_train_config(train_data.pretrained, name="stage-lr", base={"steps": 1},
+                               interpolation={"steps": 1, "lr": 5e-2})
+    peaks = {}
+    for stage in ("base", "interpolation"):
+        job = TrainJob(stage, config, train_data.location, train_data.clips_version)
+        train_stage(job, local_context(stage_batches(job)))
+        directory = Path(job.paths.path("checkpoints", latest_checkpoint(job.paths).directory))
+        peaks[stage] = torch.load(directory / "optimizer.pt", weights_only=True)["lr_schedule"]["base_lrs"]
+    assert peaks == {"base": [config.optim.lr], "interpolation": [5e-2]}
 
 
 def test_base_overfits_one_fixed_batch(train_data):
