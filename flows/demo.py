@@ -126,6 +126,8 @@ class DemoSchedule(BaseModel):
     evaluations: int = Field(4, ge=1, description="base checkpoints evaluated: the points of the report's curves")
     batch_size: int = Field(4, ge=1, description="clips per worker and step")
     sampling_steps: int = Field(10, ge=1, description="DDIM steps of each stage when generating and evaluating")
+    frame_noise_correlation: float = Field(
+        0.8, ge=0, lt=1, description="the base's mixed noise prior: with independent noise its frames disagreed")
 
 
 def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, schedule: DemoSchedule) -> Settings:
@@ -143,7 +145,8 @@ def demo_train_settings(settings: Settings, pretrained: str, shapes: Path, sched
         data=dict(batch_size=schedule.batch_size, fps_min=3.0, fps_max=6.0, select={"sources": [str(shapes)]}),
         # no image-embedding conditioning: the folder's image encoder learnt nothing (no image-text
         # pairs teach it here), so the uncaptioned clips train the unconditional branch instead
-        base={**small, "steps": schedule.base_steps, "num_frames": 8, "image_conditioning": False},
+        base={**small, "steps": schedule.base_steps, "num_frames": 8, "image_conditioning": False,
+              "frame_noise_correlation": schedule.frame_noise_correlation},
         # Make-A-Video fine-tunes its whole network for masked-frame interpolation: with the
         # spatial layers frozen and optim's lr, 150 steps leave the in-between frames at chance
         interpolation={**small, "steps": schedule.interpolation_steps, "num_frames": 5, "factor": 2,
@@ -244,7 +247,11 @@ def rerun_commands(sources: list[str], configs: dict[str, Path]) -> dict[str, st
 def demo_generation(settings: Settings, num_frames: int, steps: int) -> GenerationConfig:
     """Sampling at the super-resolution stage's size (the base runs at its own, half of it)."""
     superres = settings.train.superres
-    return GenerationConfig(num_frames=num_frames, height=superres.height, width=superres.width, num_inference_steps=steps)
+    # Unguided super-resolution: it samples 4x the pixels of the other stages and took 80 % of a
+    # clip's time; unguided it costs half, and the judge read as many colours right (78 % against
+    # 75 % guided on 32 clips; 4 guided steps instead: 69 %).
+    return GenerationConfig(num_frames=num_frames, height=superres.height, width=superres.width,
+                            num_inference_steps=steps, superres_guidance_scale=1.0)
 
 
 def demo_generate_config(settings: Settings, steps: int, limit: int | None = None) -> GenerateConfig:

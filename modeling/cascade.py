@@ -24,7 +24,8 @@ from transformers import CLIPTextModel, CLIPTokenizer, CLIPTokenizerFast
 
 from modeling.masked_frames import interpolation_mask, masked_conditioning, place_context
 from modeling.prior import ImagePrior
-from modeling.samplers.ddim import LATENT_DDIM_CONFIG, VideoDenoiser, ddim_sample, gaussian_noise, make_generator
+from modeling.samplers.ddim import LATENT_DDIM_CONFIG, VideoDenoiser, ddim_sample, make_generator
+from modeling.samplers.noise_prior import video_noise
 from modeling.samplers.vidrd import VidRDConfig, vidrd_sample
 from modeling.superres import TiledVideoUNet, superres_conditioning
 from modeling.temporal_vae import TemporalVAE, decode_video, spatial_scale_factor
@@ -52,6 +53,8 @@ class CascadeConfig:
     condition_on_fps: bool = True  # pass fps to stages inflated with an fps embedding
     prior_steps: int = 25
     prior_guidance_scale: float = 4.0
+    # per stage (base, interpolation, superres): the mixed noise prior it was trained with
+    frame_noise_correlation: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,8 +231,9 @@ class Cascade:
             return {}
         return {"fps": torch.full((batch,), fps, device=self.device)}
 
-    def _sample(self, denoiser: VideoDenoiser, shape: tuple[int, ...], run: SamplingRun) -> torch.Tensor:
-        noise = gaussian_noise(shape, run.generator, self.device, self.base.dtype)
+    def _sample(self, stage: str, denoiser: VideoDenoiser, shape: tuple[int, ...], run: SamplingRun) -> torch.Tensor:
+        correlation = self.config.frame_noise_correlation.get(stage, 0.0)
+        noise = video_noise(shape, correlation, run.generator, self.device, self.base.dtype)
         return ddim_sample(
             denoiser,
             noise,
@@ -246,7 +250,7 @@ class Cascade:
         fps = self._fps_kwargs(self.interpolation, run.fps, len(latents))
         kwargs = {"conditioning": masked_conditioning(context, mask), **fps}
         denoiser = VideoDenoiser(self.interpolation, text.tokens, text.uncond_tokens, run.guidance_scale, kwargs)
-        frames = self._sample(denoiser, tuple(context.shape), run)
+        frames = self._sample("interpolation", denoiser, tuple(context.shape), run)
         frames[:, :, mask] = latents
         return frames
 
@@ -263,7 +267,7 @@ class Cascade:
         fps = self._fps_kwargs(self.superres, run.fps, len(latents))
         kwargs = {"conditioning": conditioning, "class_labels": labels, **fps}
         denoiser = VideoDenoiser(model, text.tokens, text.uncond_tokens, run.guidance_scale, kwargs)
-        return self._sample(denoiser, (*latents.shape[:3], *size), run)
+        return self._sample("superres", denoiser, (*latents.shape[:3], *size), run)
 
     @torch.no_grad()
     def __call__(
@@ -279,11 +283,15 @@ class Cascade:
         long_video: VidRDConfig | None = None,
         negative_prompt: str = "",
         eta: float = 0.0,
+        superres_steps: int | None = None,
+        superres_guidance_scale: float | None = None,
     ) -> VideoOutput:
         """``height``/``width`` are the final pixel size; with an SR stage the base runs
         ``superres_scale`` times smaller. ``num_frames`` is the base clip length; VidRD
         (``long_video``) chains clips of it. Interpolation runs when its model is present
-        and the factor (default ``config.interpolation_factor``) exceeds 1."""
+        and the factor (default ``config.interpolation_factor``) exceeds 1. Super-resolution
+        takes its own steps and guidance when given (None: the base's): it runs on the most
+        pixels, and its low-res input already fixes what the text asks for."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         generator = make_generator(seed)
         text = self.encode_prompt(prompts, negative_prompt)
@@ -296,7 +304,7 @@ class Cascade:
         base_kwargs = self._fps_kwargs(self.base, run.fps, len(prompts))
         base = VideoDenoiser(self.base, context, uncond_context, guidance_scale, base_kwargs)
         if long_video is None:
-            latents = self._sample(base, shape, run)
+            latents = self._sample("base", base, shape, run)
         else:
             latents = vidrd_sample(
                 base,
@@ -306,11 +314,14 @@ class Cascade:
                 generator=generator,
                 device=self.device,
                 dtype=self.base.dtype,
+                frame_correlation=self.config.frame_noise_correlation.get("base", 0.0),
             )
         factor = self.config.interpolation_factor if interpolation_factor is None else interpolation_factor
         if self.interpolation is not None and factor > 1:
             run = replace(run, fps=run.fps * factor)
             latents = self.interpolate(latents, text, factor, run)
         if self.superres is not None:
-            latents = self.upscale(latents, text, run)
+            steps = num_inference_steps if superres_steps is None else superres_steps
+            guidance = guidance_scale if superres_guidance_scale is None else superres_guidance_scale
+            latents = self.upscale(latents, text, replace(run, num_inference_steps=steps, guidance_scale=guidance))
         return VideoOutput(frames=to_uint8_frames(decode_video(self.vae, latents.to(self.vae.dtype))), fps=run.fps)

@@ -43,7 +43,8 @@ Batch = dict[str, np.ndarray]
 
 
 class GenerationConfig(BaseModel):
-    """How one clip is sampled: base clip length, final size, DDIM steps, guidance, first seed."""
+    """How one clip is sampled: base clip length, final size, DDIM steps, guidance (super-resolution's own
+    when set), first seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,6 +53,8 @@ class GenerationConfig(BaseModel):
     width: int = 256
     num_inference_steps: int = Field(50, ge=1)
     guidance_scale: float = 7.5
+    superres_steps: int | None = Field(None, ge=1, description="DDIM steps of super-resolution; default num_inference_steps")
+    superres_guidance_scale: float | None = Field(None, description="guidance of super-resolution; default guidance_scale")
     seed: int = 0  # prompt i (and copy j) gets seed + i * samples_per_prompt + j
 
 

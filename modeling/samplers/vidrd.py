@@ -32,7 +32,8 @@ from typing import Any, Literal
 
 import torch
 
-from modeling.samplers.ddim import ddim_sample, gaussian_noise
+from modeling.samplers.ddim import ddim_sample
+from modeling.samplers.noise_prior import video_noise
 
 VidRDOutput = Literal["new_frames", "whole_clips"]
 
@@ -65,11 +66,14 @@ class VidRDTrace:
 
 
 def next_clip_noise(
-    previous_noise: torch.Tensor, overlap: int, alpha: float, generator: torch.Generator | None
+    previous_noise: torch.Tensor, overlap: int, alpha: float, generator: torch.Generator | None,
+    frame_correlation: float = 0.0,
 ) -> torch.Tensor:
-    """FNR for the overlap frames, PNS for the rest; ``(b, c, N, h, w)`` -> same shape."""
+    """FNR for the overlap frames, PNS for the rest; ``(b, c, N, h, w)`` -> same shape. The fresh
+    part follows the base's noise prior (``modeling.samplers.noise_prior``), so every clip's noise does."""
     reversed_noise = previous_noise.flip(2)
-    fresh = gaussian_noise(tuple(previous_noise.shape), generator, previous_noise.device, previous_noise.dtype)
+    fresh = video_noise(tuple(previous_noise.shape), frame_correlation, generator, previous_noise.device,
+                        previous_noise.dtype)
     scale = math.sqrt(1.0 + alpha**2)
     past_dependent = (alpha / scale) * reversed_noise + fresh * (1.0 / scale)
     return torch.cat([reversed_noise[:, :, :overlap], past_dependent[:, :, overlap:]], dim=2)
@@ -92,20 +96,22 @@ def vidrd_sample(
     dtype: torch.dtype = torch.float32,
     trace: VidRDTrace | None = None,
     progress: bool = False,
+    frame_correlation: float = 0.0,
 ) -> torch.Tensor:
     """Latents ``(b, c, config.num_frames(N), h, w)`` of ``config.num_clips`` chained clips of ``clip_shape``.
 
     A ``trace`` passed in is filled with every clip's initial noise, step inputs and result.
+    ``frame_correlation``: the base's mixed noise prior (``modeling.samplers.noise_prior``), 0 in VidRD.
     """
     clip_len, overlap, steps = clip_shape[2], config.overlap, config.num_inference_steps
     if not 0 < overlap < clip_len:
         raise ValueError(f"overlap must be in 1..{clip_len - 1}, got {overlap}")
-    noise = gaussian_noise(clip_shape, generator, device, dtype)
+    noise = video_noise(clip_shape, frame_correlation, generator, device, dtype)
     previous_inputs: list[torch.Tensor] | None = None  # previous clip's input of each step, frames reversed
     pieces: list[torch.Tensor] = []
     for clip_index in range(config.num_clips):
         if clip_index > 0:
-            noise = next_clip_noise(noise, overlap, config.alpha, generator)
+            noise = next_clip_noise(noise, overlap, config.alpha, generator, frame_correlation)
         inputs = [noise]  # step 0 denoises the initial noise (FNR already holds the past there)
 
         def reuse_past(step_index: int, timestep: torch.Tensor, latents: torch.Tensor) -> torch.Tensor | None:

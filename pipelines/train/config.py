@@ -129,6 +129,9 @@ class _DiffusionStage(_StageBlock):
         1, ge=1, description="videoldm: pixels its temporal conv spans, odd; 1: over time only (3x1x1, VideoLDM/SVD)"
     )
     condition_on_fps: bool = True
+    frame_noise_correlation: float = Field(
+        0.0, ge=0, lt=1, description="share of each frame's noise common to all frames of a clip, in training "
+        "and sampling (PYoCo's mixed noise prior); 0: independent frames")
 
     @model_validator(mode="after")
     def _knobs_fit_variant(self) -> "_DiffusionStage":

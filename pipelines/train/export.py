@@ -47,6 +47,8 @@ def cascade_config(config: TrainConfig, trained: set[str]) -> CascadeConfig:
         superres_scale=config.superres.scale,
         superres_noise_level=min(20, config.superres.max_noise_level - 1),
         condition_on_fps=config.base.condition_on_fps,
+        frame_noise_correlation={stage: config.stage(stage).frame_noise_correlation
+                                 for stage in ("base", "interpolation", "superres") if stage in trained},
     )
 
 

@@ -26,6 +26,7 @@ from modeling.discriminator import (
 )
 from modeling.freeze import apply_freeze_policy
 from modeling.inflation import inflate
+from modeling.samplers.noise_prior import training_noise
 from modeling.masked_frames import add_mask_channels, drop_context, interpolation_mask, masked_conditioning
 from modeling.prior import ImagePrior
 from modeling.samplers.ddim import LATENT_DDIM_CONFIG
@@ -71,17 +72,19 @@ class Objective(nn.Module):
 class NoiseObjective(Objective):
     """Eps- or v-prediction MSE of a video UNet at a uniformly drawn timestep."""
 
-    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool) -> None:
+    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool,
+                 frame_noise_correlation: float = 0.0) -> None:
         super().__init__()
         self.unet = unet
         self.scheduler = DDPMScheduler.from_config(schedule)
         self.condition_on_fps = condition_on_fps
+        self.frame_noise_correlation = frame_noise_correlation
 
     def export_model(self) -> ModelMixin:
         return self.unet
 
     def noise_loss(self, latents: torch.Tensor, context: torch.Tensor, **unet_kwargs: Any) -> torch.Tensor:
-        noise = torch.randn_like(latents)
+        noise = training_noise(latents, self.frame_noise_correlation)
         timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(latents),), device=latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.unet(noisy, timesteps, context, **unet_kwargs).sample
@@ -130,10 +133,9 @@ class BaseObjective(NoiseObjective):
 class InterpolationObjective(NoiseObjective):
     """Masked-frame model: every ``factor``-th latent frame is known context, dropped for CFG."""
 
-    def __init__(
-        self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, factor: int, context_dropout: float
-    ):
-        super().__init__(unet, schedule, condition_on_fps)
+    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, factor: int,
+                 context_dropout: float, frame_noise_correlation: float = 0.0):
+        super().__init__(unet, schedule, condition_on_fps, frame_noise_correlation)
         self.factor = factor
         self.context_dropout = context_dropout
 
@@ -151,8 +153,9 @@ class InterpolationObjective(NoiseObjective):
 class SuperresObjective(NoiseObjective):
     """High-res latents conditioned on noise-augmented low-res latents of the same clip."""
 
-    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, scale: int, max_noise_level: int):
-        super().__init__(unet, schedule, condition_on_fps)
+    def __init__(self, unet: VideoUNet, schedule: dict[str, Any], condition_on_fps: bool, scale: int,
+                 max_noise_level: int, frame_noise_correlation: float = 0.0):
+        super().__init__(unet, schedule, condition_on_fps, frame_noise_correlation)
         self.scale = scale
         self.max_noise_level = max_noise_level
 
@@ -262,19 +265,22 @@ def build_objective(stage: str, config: TrainConfig, encoders: FrozenEncoders) -
         image_dim = encoders.image_embed_dim if image_conditioning(config) else None
         unet = _video_unet(unet2d, settings, image_embed_dim=image_dim, num_image_tokens=settings.num_image_tokens)
         apply_freeze_policy(unet, settings.freeze)
-        return BaseObjective(unet, scheduler_config(config, stage), settings.condition_on_fps)
+        return BaseObjective(unet, scheduler_config(config, stage), settings.condition_on_fps,
+                             settings.frame_noise_correlation)
     if stage == "interpolation":
         unet = add_mask_channels(_video_unet(unet2d, settings))
         apply_freeze_policy(unet, settings.freeze, also_train=("unet.conv_in",))
         return InterpolationObjective(
-            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.factor, settings.context_dropout
+            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.factor, settings.context_dropout,
+            settings.frame_noise_correlation,
         )
     if stage == "superres":
         unet = _video_unet(_superres_unet2d(pretrained, settings.max_noise_level), settings)
         unet.widen_input(unet.out_channels)  # the upsampled low-res latents
         apply_freeze_policy(unet, settings.freeze, also_train=("unet.conv_in", "unet.class_embedding"))
         return SuperresObjective(
-            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.scale, settings.max_noise_level
+            unet, scheduler_config(config, stage), settings.condition_on_fps, settings.scale, settings.max_noise_level,
+            settings.frame_noise_correlation,
         )
     if stage == "vae_decoder":
         vae = TemporalVAE.from_vae(AutoencoderKL.from_pretrained(pretrained, subfolder="vae"))

@@ -8,9 +8,11 @@ that ignores what is varied scores the alternatives exactly alike (chance):
   caption for each option ("red" -> "green", ...); the option with the lowest loss is the
   model's answer. Above chance only if the caption's word reaches the prediction.
 - **frame coherence**: take clips in pairs and swap their odd frames; the real pair should be
-  easier to denoise than the spliced pair. A model whose frames never see each other (the
-  temporal layers at their identity init) gives the two pairs exactly the same total loss,
-  since every frame keeps its noise and its timestep.
+  easier to denoise than the spliced pair. Both clips of a pair get the same noise, drawn from
+  the stage's noise prior, so a spliced frame keeps the noise it had in its own clip and the
+  frames' noise stays as correlated as in training. A model whose frames never see each other
+  (the temporal layers at their identity init) then gives the two pairs exactly the same total
+  loss.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 
+from modeling.samplers.noise_prior import video_noise
 from pipelines.train.encoders import FrozenEncoders
 from pipelines.train.objectives import BaseObjective, pixels_to_video
 
@@ -68,12 +71,14 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
     objective.eval()
     torch.manual_seed(seed)  # the VAE posterior sample
     latents = encoders.encode_video(pixels_to_video(batch["pixels"], encoders.device))
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device)
+    pair_shape = (len(latents) // 2, *latents.shape[1:])
+    noise = video_noise(pair_shape, objective.frame_noise_correlation, torch.Generator().manual_seed(seed), latents.device)
+    noise = repeat(noise, "n c f h w -> (n two) c f h w", two=2)
     # one frame rate for every clip: a spliced frame then keeps the conditioning it had in its own clip
     fps = torch.full((len(latents),), float(np.median(batch["fps"])), device=latents.device)
 
-    def losses(texts: list[str], video: torch.Tensor, video_noise: torch.Tensor) -> np.ndarray:
-        return clip_losses(objective, video, video_noise, encoders.encode_text(texts).tokens, fps)
+    def losses(texts: list[str], video: torch.Tensor, clip_noise: torch.Tensor) -> np.ndarray:
+        return clip_losses(objective, video, clip_noise, encoders.encode_text(texts).tokens, fps)
 
     per_option = np.stack([
         losses([" ".join(option if word in options else word for word in caption.split()) for caption in captions],
@@ -85,5 +90,5 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
 
     empty = [""] * len(captions)  # the spliced clips have no true caption: both pairs go unconditioned
     real = losses(empty, latents, noise).reshape(-1, 2).sum(1)
-    spliced = losses(empty, _splice_odd_frames(latents), _splice_odd_frames(noise)).reshape(-1, 2).sum(1)
+    spliced = losses(empty, _splice_odd_frames(latents), noise).reshape(-1, 2).sum(1)
     return ProbeScores(caption_accuracy, float(np.mean(real < spliced)), float(np.mean((spliced - real) / real)))

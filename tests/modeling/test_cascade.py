@@ -131,3 +131,32 @@ def test_minimal_cascade_with_vidrd_long_video_and_plain_vae(make_unet2d, tmp_pa
     (tmp_path / "minimal" / "cascade.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="unknown class"):
         Cascade.from_pretrained(tmp_path / "minimal")
+
+
+def test_superres_samples_with_its_own_steps_and_guidance(make_unet2d, tmp_path: Path):
+    cascade = full_cascade(make_unet2d, tmp_path)
+    calls: list[int] = []  # the batch of every super-resolution forward: 2x prompts when guided
+    cascade.superres.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    generate(cascade, num_inference_steps=3)
+    assert calls == [2 * len(PROMPTS)] * 3
+    calls.clear()
+    generate(cascade, num_inference_steps=3, superres_steps=1, superres_guidance_scale=1.0)
+    assert calls == [len(PROMPTS)]
+
+
+def test_base_frames_follow_the_noise_prior_the_cascade_was_saved_with(make_unet2d, tmp_path: Path):
+    """An inflated base is the 2D model on every frame: with independent noise its frames differ,
+    under the mixed noise prior they share most of their noise and so most of their content."""
+    tokenizer = tiny_tokenizer(tmp_path / "vocab")
+    cascade = Cascade(tokenizer=tokenizer, text_encoder=tiny_text_encoder(len(tokenizer)),
+                      base=modeling.inflate(make_unet2d(seed=1), "make_a_video", head_dim=8).eval(), vae=tiny_vae())
+    change = {}
+    for correlation in (0.0, 0.95):
+        cascade.config = CascadeConfig(frame_noise_correlation={"base": correlation})
+        cascade.save_pretrained(tmp_path / f"prior-{correlation}")
+        loaded = Cascade.from_pretrained(tmp_path / f"prior-{correlation}")
+        for name, options in {"clip": {}, "long": {"long_video": VidRDConfig(num_clips=2, overlap=2, num_inference_steps=2)}}.items():
+            frames = generate(loaded, num_frames=4, height=8, width=8, **options).frames.astype(float)
+            change[name, correlation] = abs(frames[:, 1:] - frames[:, :-1]).mean()
+    for name in ("clip", "long"):
+        assert change[name, 0.95] < 0.5 * change[name, 0.0], change
