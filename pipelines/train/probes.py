@@ -61,9 +61,10 @@ def _splice_odd_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, Any], options: Sequence[str],
-          seed: int = 0) -> ProbeScores:
+          seed: int = 0, draws: int = 4) -> ProbeScores:
     """Both probes on a raw base-stage batch (an even number of clips) whose captions each hold
-    exactly one of ``options`` (e.g. the shapes world's colours)."""
+    exactly one of ``options`` (e.g. the shapes world's colours). Losses are summed over ``draws``
+    noise draws: from one draw, the caption probe of one trained base read 53 % to 78 % by seed."""
     captions = [str(caption) for caption in batch["caption"]]
     words = [[word for word in caption.split() if word in options] for caption in captions]
     if len(captions) % 2 or any(len(found) != 1 for found in words):
@@ -71,24 +72,21 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
     objective.eval()
     torch.manual_seed(seed)  # the VAE posterior sample
     latents = encoders.encode_video(pixels_to_video(batch["pixels"], encoders.device))
-    pair_shape = (len(latents) // 2, *latents.shape[1:])
-    noise = video_noise(pair_shape, objective.frame_noise_correlation, torch.Generator().manual_seed(seed), latents.device)
-    noise = repeat(noise, "n c f h w -> (n two) c f h w", two=2)
     # one frame rate for every clip: a spliced frame then keeps the conditioning it had in its own clip
     fps = torch.full((len(latents),), float(np.median(batch["fps"])), device=latents.device)
-
-    def losses(texts: list[str], video: torch.Tensor, clip_noise: torch.Tensor) -> np.ndarray:
-        return clip_losses(objective, video, clip_noise, encoders.encode_text(texts).tokens, fps)
-
-    per_option = np.stack([
-        losses([" ".join(option if word in options else word for word in caption.split()) for caption in captions],
-               latents, noise)
-        for option in options
-    ])
+    swapped = [[" ".join(option if word in options else word for word in caption.split()) for caption in captions]
+               for option in options]
+    empty = [""] * len(captions)  # the spliced clips have no true caption: both pairs go unconditioned
+    generator = torch.Generator().manual_seed(seed)
+    per_option, real, spliced = np.zeros((len(options), len(captions))), 0.0, 0.0
+    for _ in range(draws):
+        noise = video_noise(tuple(latents.shape), objective.frame_noise_correlation, generator, latents.device)
+        pair_noise = repeat(noise[::2], "n c f h w -> (n two) c f h w", two=2)
+        per_option += np.stack([clip_losses(objective, latents, noise, encoders.encode_text(texts).tokens, fps)
+                                for texts in swapped])
+        tokens = encoders.encode_text(empty).tokens
+        real = real + clip_losses(objective, latents, pair_noise, tokens, fps).reshape(-1, 2).sum(1)
+        spliced = spliced + clip_losses(objective, _splice_odd_frames(latents), pair_noise, tokens, fps).reshape(-1, 2).sum(1)
     truth = np.array([found[0] for found in words])
     caption_accuracy = float(np.mean(np.asarray(options)[per_option.argmin(0)] == truth))
-
-    empty = [""] * len(captions)  # the spliced clips have no true caption: both pairs go unconditioned
-    real = losses(empty, latents, noise).reshape(-1, 2).sum(1)
-    spliced = losses(empty, _splice_odd_frames(latents), noise).reshape(-1, 2).sum(1)
     return ProbeScores(caption_accuracy, float(np.mean(real < spliced)), float(np.mean((spliced - real) / real)))
