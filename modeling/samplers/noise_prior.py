@@ -42,4 +42,3 @@ def training_noise(latents: torch.Tensor, correlation: float) -> torch.Tensor:
     """Noise like ``latents`` under the prior, from torch's global generator on their device."""
     own = torch.randn_like(latents)
     return own if correlation == 0 else mix_frames(own, torch.randn_like(latents[:, :, :1]), correlation)
-

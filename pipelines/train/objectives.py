@@ -26,10 +26,10 @@ from modeling.discriminator import (
 )
 from modeling.freeze import apply_freeze_policy
 from modeling.inflation import inflate
-from modeling.samplers.noise_prior import training_noise
 from modeling.masked_frames import add_mask_channels, drop_context, interpolation_mask, masked_conditioning
 from modeling.prior import ImagePrior
 from modeling.samplers.ddim import LATENT_DDIM_CONFIG
+from modeling.samplers.noise_prior import training_noise
 from modeling.superres import superres_conditioning
 from modeling.temporal_vae import TemporalVAE
 from modeling.video_unet import VideoUNet

@@ -76,7 +76,8 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
     fps = torch.full((len(latents),), float(np.median(batch["fps"])), device=latents.device)
     swapped = [[" ".join(option if word in options else word for word in caption.split()) for caption in captions]
                for option in options]
-    empty = [""] * len(captions)  # the spliced clips have no true caption: both pairs go unconditioned
+    # the spliced clips have no true caption: both pairs go unconditioned
+    unconditioned = encoders.encode_text([""] * len(captions)).tokens
     generator = torch.Generator().manual_seed(seed)
     per_option, real, spliced = np.zeros((len(options), len(captions))), 0.0, 0.0
     for _ in range(draws):
@@ -84,9 +85,9 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
         pair_noise = repeat(noise[::2], "n c f h w -> (n two) c f h w", two=2)
         per_option += np.stack([clip_losses(objective, latents, noise, encoders.encode_text(texts).tokens, fps)
                                 for texts in swapped])
-        tokens = encoders.encode_text(empty).tokens
-        real = real + clip_losses(objective, latents, pair_noise, tokens, fps).reshape(-1, 2).sum(1)
-        spliced = spliced + clip_losses(objective, _splice_odd_frames(latents), pair_noise, tokens, fps).reshape(-1, 2).sum(1)
+        real = real + clip_losses(objective, latents, pair_noise, unconditioned, fps).reshape(-1, 2).sum(1)
+        spliced = spliced + clip_losses(objective, _splice_odd_frames(latents), pair_noise, unconditioned,
+                                        fps).reshape(-1, 2).sum(1)
     truth = np.array([found[0] for found in words])
     caption_accuracy = float(np.mean(np.asarray(options)[per_option.argmin(0)] == truth))
     return ProbeScores(caption_accuracy, float(np.mean(real < spliced)), float(np.mean((spliced - real) / real)))
