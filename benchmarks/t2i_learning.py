@@ -26,7 +26,6 @@ from einops import rearrange
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling.samplers.ddim import (  # noqa: E402
-    LATENT_DDIM_CONFIG,
     VideoDenoiser,
     ddim_sample,
     gaussian_noise,
@@ -34,7 +33,7 @@ from modeling.samplers.ddim import (  # noqa: E402
 )
 from pipelines.evaluate.shapes_judge import judge  # noqa: E402
 from pipelines.shapes.world import COLOURS, SHAPES, random_scene  # noqa: E402
-from pipelines.train.t2i import T2IConfig, T2IProgress, train_t2i  # noqa: E402
+from pipelines.train.t2i import T2IConfig, T2IProgress, t2i_schedule, train_t2i  # noqa: E402
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -56,8 +55,7 @@ def sample(state: T2IProgress, prompts: list[str], config: T2IConfig, guidance: 
     side = config.size // 2
     noise = gaussian_noise((len(prompts), 4, side, side), make_generator(seed), device)
     denoiser = VideoDenoiser(state.unet, embed(prompts), embed([""] * len(prompts)), guidance)
-    schedule = {**LATENT_DDIM_CONFIG, "prediction_type": config.prediction_type}
-    latents = ddim_sample(denoiser, noise, scheduler_config=schedule, num_inference_steps=steps)
+    latents = ddim_sample(denoiser, noise, scheduler_config=t2i_schedule(config), num_inference_steps=steps)
     return to_uint8(state.vae.decode(latents / state.vae.config.scaling_factor).sample)
 
 

@@ -138,14 +138,17 @@ SizeOption = Annotated[Optional[int], typer.Option("--size", help="Clip height a
 StepsOption = Annotated[Optional[int], typer.Option("--steps", help="DDIM steps. [default: 50]")]
 GuidanceOption = Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. [default: 7.5]")]
 SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i. [default: 0]")]
+LastStageOption = Annotated[Optional[str], typer.Option(
+    "--last-stage", help="base | interpolation | superres: stop the cascade after this stage; --size is its size. "
+    "[default: superres]")]
 CascadeOption = Annotated[Optional[Path], typer.Option("--cascade", help="Local cascade folder to use instead of the run's.")]
 WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Actors per pool (one model copy each). [default: 1]")]
 
 
 def _generation(frames: int | None, size: int | None, steps: int | None, guidance: float | None,
-                seed: int | None) -> dict[str, Any]:
+                seed: int | None, last_stage: str | None) -> dict[str, Any]:
     return {"num_frames": frames, "height": size, "width": size, "num_inference_steps": steps,
-            "guidance_scale": guidance, "seed": seed}
+            "guidance_scale": guidance, "seed": seed, "last_stage": last_stage}
 
 
 def _job_config(model: type, spec: Path | None, **values: Any) -> Any:
@@ -169,6 +172,7 @@ def generate(
     steps: StepsOption = None,
     guidance: GuidanceOption = None,
     seed: SeedOption = None,
+    last_stage: LastStageOption = None,
     workers: WorkersOption = None,
     dtype: Annotated[
         Optional[str], typer.Option("--dtype", help="auto | fp32 | bf16 | fp16: auto is bf16 on GPU, fp32 on CPU; "
@@ -189,7 +193,7 @@ def generate(
     settings = _settings(config, root)
     job = _job_config(
         GenerateConfig, spec, run=run, prompts=prompt, long_prompts=long_prompt, cascade=str(cascade) if cascade else None,
-        generation=_generation(frames, size, steps, guidance, seed), long_video={"num_clips": long_clips},
+        generation=_generation(frames, size, steps, guidance, seed, last_stage), long_video={"num_clips": long_clips},
         num_workers=workers, dtype=dtype,
     )
     summary = generate_flow(settings=settings, config=job, out=out)
@@ -224,6 +228,7 @@ def evaluate(
     steps: StepsOption = None,
     guidance: GuidanceOption = None,
     seed: SeedOption = None,
+    last_stage: LastStageOption = None,
     workers: WorkersOption = None,
     allow_singular: Annotated[
         Optional[bool], typer.Option("--allow-singular", help="Compute FVD/FID from fewer samples than feature dims.")
@@ -240,7 +245,7 @@ def evaluate(
     eval_config = _job_config(
         EvalConfig, spec, run=run, prompt_set=protocol, prompts_file=str(prompts) if prompts else None,
         cascade=str(cascade) if cascade else None, limit=limit, samples_per_prompt=samples_per_prompt,
-        generation=_generation(frames, size, steps, guidance, seed), num_workers=workers, allow_singular=allow_singular,
+        generation=_generation(frames, size, steps, guidance, seed, last_stage), num_workers=workers, allow_singular=allow_singular,
         metrics=metric, base_checkpoint=base_checkpoint,
     )
     summary, paths = evaluate_flow(settings=settings, config=eval_config)

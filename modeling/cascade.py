@@ -14,7 +14,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ PART_CLASSES: dict[str, type] = {
     for cls in (VideoUNet, TemporalVAE, AutoencoderKL, ImagePrior, CLIPTextModel, CLIPTokenizer, CLIPTokenizerFast)
 }
 MODEL_PARTS = ("text_encoder", "base", "interpolation", "superres", "vae", "prior")
+# the diffusion stages in the order they sample
+SamplingStage = Literal["base", "interpolation", "superres"]
+SAMPLING_STAGES: tuple[SamplingStage, ...] = ("base", "interpolation", "superres")
 
 
 @dataclass
@@ -285,18 +288,23 @@ class Cascade:
         eta: float = 0.0,
         superres_steps: int | None = None,
         superres_guidance_scale: float | None = None,
+        last_stage: SamplingStage = "superres",
     ) -> VideoOutput:
         """``height``/``width`` are the final pixel size; with an SR stage the base runs
         ``superres_scale`` times smaller. ``num_frames`` is the base clip length; VidRD
         (``long_video``) chains clips of it. Interpolation runs when its model is present
         and the factor (default ``config.interpolation_factor``) exceeds 1. Super-resolution
         takes its own steps and guidance when given (None: the base's): it runs on the most
-        pixels, and its low-res input already fixes what the text asks for."""
+        pixels, and its low-res input already fixes what the text asks for. ``last_stage`` stops
+        the cascade after that stage and decodes there, at that stage's size (the base alone
+        shows what the base learnt, at a fraction of the cost)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         generator = make_generator(seed)
         text = self.encode_prompt(prompts, negative_prompt)
         context, uncond_context = self.base_context(text, generator)
-        scale = self.vae_scale_factor * (self.config.superres_scale if self.superres is not None else 1)
+        stages = SAMPLING_STAGES[: SAMPLING_STAGES.index(last_stage) + 1]
+        upscale = self.superres is not None and "superres" in stages
+        scale = self.vae_scale_factor * (self.config.superres_scale if upscale else 1)
         if height % scale or width % scale:
             raise ValueError(f"height and width must be multiples of {scale}")
         run = SamplingRun(generator, num_inference_steps, guidance_scale, eta, self.config.fps)
@@ -317,10 +325,10 @@ class Cascade:
                 frame_correlation=self.config.frame_noise_correlation.get("base", 0.0),
             )
         factor = self.config.interpolation_factor if interpolation_factor is None else interpolation_factor
-        if self.interpolation is not None and factor > 1:
+        if self.interpolation is not None and factor > 1 and "interpolation" in stages:
             run = replace(run, fps=run.fps * factor)
             latents = self.interpolate(latents, text, factor, run)
-        if self.superres is not None:
+        if upscale:
             steps = num_inference_steps if superres_steps is None else superres_steps
             guidance = guidance_scale if superres_guidance_scale is None else superres_guidance_scale
             latents = self.upscale(latents, text, replace(run, num_inference_steps=steps, guidance_scale=guidance))

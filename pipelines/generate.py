@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray.data import ActorPoolStrategy
 
-from modeling.cascade import Cascade
+from modeling.cascade import Cascade, SamplingStage
 from modeling.samplers.vidrd import VidRDConfig
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
@@ -55,6 +55,9 @@ class GenerationConfig(BaseModel):
     guidance_scale: float = 7.5
     superres_steps: int | None = Field(None, ge=1, description="DDIM steps of super-resolution; default num_inference_steps")
     superres_guidance_scale: float | None = Field(None, description="guidance of super-resolution; default guidance_scale")
+    last_stage: SamplingStage = Field(
+        "superres", description="the cascade stops after this stage and decodes there; height and width are that "
+        "stage's size (base: the base alone, what it learnt, at a fraction of the cost)")
     seed: int = 0  # prompt i (and copy j) gets seed + i * samples_per_prompt + j
 
 
@@ -181,11 +184,17 @@ class ClipGenerator:
 
     Rows with a true ``long`` column are sampled with VidRD (``long_video``); rows whose
     ``checkpoint`` is one of ``base_checkpoints`` use that checkpoint's base weights (rows
-    come ordered by checkpoint, so each actor loads one a few times at most)."""
+    come ordered by checkpoint, so each actor loads one a few times at most).
+
+    With ``store`` each clip also goes to that root's blob store as mp4 (a ``blob`` column),
+    here rather than in a task after the actor: every such task started a fresh Ray worker that
+    imported torch, which on 2 cores took more CPU than the clips themselves. ``keep_frames``
+    False returns each clip's shape in place of its frames."""
 
     def __init__(self, cascade_dir: str, location: StorageLocation | None, generation: GenerationConfig,
                  long_video: LongVideoConfig | None = None, dtype: str = "auto",
-                 base_checkpoints: BaseCheckpoints | None = None):
+                 base_checkpoints: BaseCheckpoints | None = None, store: StorageLocation | None = None,
+                 keep_frames: bool = True):
         # location None: cascade_dir is a local folder; else a folder on the storage root.
         with _local_cascade(cascade_dir, location) as folder:
             self.cascade = Cascade.from_pretrained(folder, dtype=torch_dtype(dtype, torch.cuda.is_available()))
@@ -193,6 +202,8 @@ class ClipGenerator:
         self.long_video = long_video.sampler(generation.num_inference_steps) if long_video else None
         self.base_checkpoints = base_checkpoints
         self.loaded: str | None = None  # label of the checkpoint whose weights the base holds
+        self.store = store
+        self.keep_frames = keep_frames
 
     def _use_checkpoint(self, label: str) -> None:
         if self.base_checkpoints is None or label == self.loaded:
@@ -211,7 +222,10 @@ class ClipGenerator:
             output = self.cascade(str(prompt), seed=int(seed), long_video=self.long_video if long else None, **settings)
             videos.append(output.frames[0])
             fps.append(output.fps)
-        return {**batch, "video": np.stack(videos), "fps": np.asarray(fps, np.float64)}
+        generated = {**batch, "video": np.stack(videos), "fps": np.asarray(fps, np.float64)}
+        if self.store is not None:
+            generated = store_clips(generated, self.store)
+        return generated if self.keep_frames else _shape_columns(generated)
 
 
 def actor_pool_options(num_workers: int, gpus_per_worker: float, batch_size: int) -> dict[str, Any]:
@@ -243,15 +257,14 @@ def run_generate(settings: Settings, config: GenerateConfig, run_id: str, out: P
             for i, (text, long) in enumerate(prompts)]
     cascade_dir, cascade_location = cascade_source(config.run, config.cascade, location)
     with ray_session(settings.ray):
+        # Long and short clips differ in length: keep their shapes, not their frames (stored as mp4).
         generated = ray.data.from_items(rows).map_batches(
             ClipGenerator,
             fn_constructor_kwargs={"cascade_dir": cascade_dir, "location": cascade_location,
                                    "generation": config.generation, "long_video": config.long_video,
-                                   "dtype": config.dtype},
+                                   "dtype": config.dtype, "store": location, "keep_frames": False},
             **actor_pool_options(config.num_workers, config.gpus_per_worker, batch_size=1),
-        ).map_batches(store_clips, fn_kwargs={"location": location}, batch_size=1, batch_format="numpy", num_cpus=0)
-        # Long and short clips differ in length: keep their shapes, not their frames.
-        generated = generated.map_batches(_shape_columns, batch_format="numpy", num_cpus=0)
+        )
         outputs = sorted(generated.take_all(), key=lambda row: row["index"])
     table = [_generation_row(config, cascade_dir, row, run_id) for row in outputs]
     manifest = Catalog(location).write("generations", table, run_id=run_id, config_hash=settings.config_hash(),
@@ -261,7 +274,7 @@ def run_generate(settings: Settings, config: GenerateConfig, run_id: str, out: P
 
 
 def _shape_columns(batch: Batch) -> Batch:
-    """frames, height and width columns in place of the videos (already stored as mp4)."""
+    """frames, height and width columns in place of the videos."""
     shape = np.asarray([video.shape[:3] for video in batch["video"]], np.int64).reshape(-1, 3)
     kept = {name: column for name, column in batch.items() if name != "video"}
     return {**kept, "num_frames": shape[:, 0], "height": shape[:, 1], "width": shape[:, 2]}

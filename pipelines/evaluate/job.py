@@ -40,7 +40,6 @@ from pipelines.generate import (
     GenerationConfig,
     actor_pool_options,
     cascade_source,
-    store_clips,
 )
 from pipelines.ray_runner import ray_session
 from pipelines.settings import Settings
@@ -348,14 +347,13 @@ def _generate(rows: list[dict], cascade_dir: str, cascade_location: StorageLocat
     generated = ray.data.from_items(rows).map_batches(
         ClipGenerator,
         fn_constructor_kwargs={"cascade_dir": cascade_dir, "location": cascade_location,
-                               "generation": config.generation, "base_checkpoints": base_checkpoints},
+                               "generation": config.generation, "base_checkpoints": base_checkpoints,
+                               "store": location},
         **_actor_options(config),
     )
-    stored = generated.map_batches(store_clips, fn_kwargs={"location": location}, batch_format="numpy",
-                                   num_cpus=_LIGHT_TASK_CPUS)
     # Finish generating before extraction starts: two actor pools that each want every CPU
     # can stall each other in one streaming pipeline on a small cluster.
-    return stored.materialize()
+    return generated.materialize()
 
 
 def _decode_real(real: RealClips, location: StorageLocation, config: EvalConfig,

@@ -200,6 +200,11 @@ class NoiseSchedule(_Block):
     beta_start: float = Field(0.00085, gt=0)
     beta_end: float = Field(0.012, gt=0)
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "scaled_linear"
+    rescale_betas_zero_snr: bool = Field(
+        False, description="rescale the betas so that the last step is pure noise, as sampling starts (Lin et al. "
+        "2024, 'Common Diffusion Noise Schedules and Sample Steps are Flawed'); needs v-prediction")
+    timestep_spacing: Literal["leading", "trailing", "linspace"] = Field(
+        "leading", description="which training steps sampling visits; trailing starts at the last one")
 
 
 class TrainConfig(_Block):

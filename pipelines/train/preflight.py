@@ -121,4 +121,22 @@ def with_folder_defaults(config: TrainConfig) -> TrainConfig:
         for stage in DIFFUSION_STAGES:
             block = updates.get(stage, config.stage(stage))
             updates[stage] = _fill_from_folder(block, folder, ("prediction_type",), stage)
-    return config.model_copy(update=updates)
+    filled = config.model_copy(update=updates)
+    check_noise_schedule(filled)
+    return filled
+
+
+class NoiseScheduleError(T2VError, ValueError):
+    """A stage's prediction type cannot be sampled under the run's noise schedule."""
+
+
+def check_noise_schedule(config: TrainConfig) -> None:
+    """A zero terminal SNR schedule leaves no signal at its last step, where an epsilon prediction
+    says nothing about the clip (sampling would divide by zero): only v-prediction works there."""
+    if not config.noise_schedule.rescale_betas_zero_snr:
+        return
+    epsilon = [stage for stage in DIFFUSION_STAGES if config.stage(stage).prediction_type == "epsilon"]
+    if epsilon:
+        raise NoiseScheduleError(
+            f"train.noise_schedule.rescale_betas_zero_snr needs v-prediction, but {', '.join(epsilon)} predict "
+            f"epsilon: set train.<stage>.prediction_type: v_prediction or turn the rescaling off")

@@ -144,6 +144,22 @@ def test_superres_samples_with_its_own_steps_and_guidance(make_unet2d, tmp_path:
     assert calls == [len(PROMPTS)]
 
 
+def test_the_cascade_stops_after_the_stage_asked_and_decodes_there(make_unet2d, tmp_path: Path):
+    cascade = full_cascade(make_unet2d, tmp_path)
+    calls = {stage: 0 for stage in ("interpolation", "superres")}
+    for stage in calls:
+        getattr(cascade, stage).register_forward_pre_hook(lambda module, args, stage=stage: calls.update(
+            {stage: calls[stage] + 1}))
+    # the base alone: its 3 frames at its own size (8x8 pixels from 4x4 latents), no later stage runs
+    base = generate(cascade, height=8, width=8, last_stage="base")
+    assert base.frames.shape == (2, 3, 8, 8, 3) and calls == {"interpolation": 0, "superres": 0}
+    # the same base frames the whole cascade starts from: the VAE decodes the base's latents
+    interpolated = generate(cascade, height=8, width=8, last_stage="interpolation")
+    assert interpolated.frames.shape == (2, 5, 8, 8, 3) and calls == {"interpolation": 2, "superres": 0}
+    assert (interpolated.frames[:, ::2] == base.frames).all()
+    assert generate(cascade).frames.shape == (2, 5, 16, 16, 3) and calls["superres"] == 2
+
+
 def test_base_frames_follow_the_noise_prior_the_cascade_was_saved_with(make_unet2d, tmp_path: Path):
     """An inflated base is the 2D model on every frame: with independent noise its frames differ,
     under the mixed noise prior they share most of their noise and so most of their content."""

@@ -10,7 +10,9 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionMod
 
 from pipelines.shapes.world import random_scene
 from pipelines.train.encoders import FrozenEncoders, pixels_to_video
+from pipelines.train.preflight import with_folder_defaults
 from pipelines.train.t2i import T2IConfig, train_t2i
+from pipelines.train.tiny import tiny_train_config
 
 # open_clip's tokenizer on "a red circle moving left" (recorded with open_clip.get_tokenizer("ViT-B-32"))
 CLIP_IDS = [49406, 320, 736, 7117, 3584, 1823, 49407]
@@ -48,6 +50,10 @@ def test_t2i_folder_loads_like_a_stable_diffusion_folder(tmp_path, shape_images)
     latents = encoders.encode_video(pixels_to_video(images[:, None], torch.device("cpu")))
     assert latents.shape == (8, 4, 1, 16, 16)
     assert 0.3 < float(latents.std()) < 3.0  # scaled to about unit variance, as SD's latents are
+    # zero terminal SNR: the schedule the UNet learnt is the folder's, so the video stages inflating it
+    # train and sample with it, and sampling starts from pure noise at the last step
+    fitted = with_folder_defaults(tiny_train_config(str(folder))).noise_schedule
+    assert fitted.rescale_betas_zero_snr and fitted.timestep_spacing == "trailing"
     unet = UNet2DConditionModel.from_pretrained(str(folder), subfolder="unet")
     assert unet.config.cross_attention_dim == encoders.text_encoder.config.hidden_size
     # and diffusers' own Stable Diffusion pipeline runs it
@@ -66,3 +72,6 @@ def test_t2i_rejects_images_of_the_wrong_size(tmp_path, shape_images):
         train_t2i(images[:, :16], captions, tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
     with pytest.raises(ValueError, match="captions"):
         train_t2i(images, captions[:3], tmp_path, T2IConfig(vae_steps=1, unet_steps=1))
+    with pytest.raises(ValueError, match="zero_terminal_snr leaves no signal"):
+        T2IConfig(prediction_type="epsilon")
+    assert T2IConfig(prediction_type="epsilon", zero_terminal_snr=False).prediction_type == "epsilon"

@@ -7,8 +7,16 @@ import json
 import shutil
 
 import pytest
+from diffusers import DDIMScheduler, DDPMScheduler
 
-from pipelines.train.preflight import PretrainedFolderError, check_pretrained, image_conditioning, with_folder_defaults
+from pipelines.train.objectives import scheduler_config
+from pipelines.train.preflight import (
+    NoiseScheduleError,
+    PretrainedFolderError,
+    check_pretrained,
+    image_conditioning,
+    with_folder_defaults,
+)
 from pipelines.train.tiny import tiny_train_config
 from storage.errors import T2VError
 
@@ -62,6 +70,24 @@ def test_prediction_type_and_noise_schedule_come_from_the_folders_scheduler(sd_f
     assert (schedule.beta_schedule, schedule.beta_end, schedule.beta_start) == ("linear", 0.02, 0.00085)
     kept = with_folder_defaults(tiny_train_config(other, noise_schedule={"beta_end": 0.012})).noise_schedule
     assert (kept.beta_schedule, kept.beta_end) == ("linear", 0.012) and "beta_end: 0.012 overrides" in caplog.text
+
+
+def test_a_zero_terminal_snr_folder_trains_and_samples_its_stages_at_pure_noise(sd_folders, tmp_path):
+    folder = shutil.copytree(sd_folders["2.1"], tmp_path / "zero-snr", ignore=shutil.ignore_patterns("unet", "vae"))
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    scheduler.write_text(json.dumps({**json.loads(scheduler.read_text()), "rescale_betas_zero_snr": True,
+                                     "timestep_spacing": "trailing"}))
+    config = with_folder_defaults(tiny_train_config(folder))
+    assert config.noise_schedule.rescale_betas_zero_snr and config.noise_schedule.timestep_spacing == "trailing"
+    # what the stages train with and the cascade samples with: the last step is pure noise and sampling starts there
+    training = DDPMScheduler.from_config(scheduler_config(config))
+    assert float(training.alphas_cumprod[-1]) == 0.0
+    sampling = DDIMScheduler.from_config(scheduler_config(config))
+    sampling.set_timesteps(10)
+    assert int(sampling.timesteps[0]) == 999
+    with pytest.raises(NoiseScheduleError, match="needs v-prediction, but interpolation predict") as caught:
+        with_folder_defaults(tiny_train_config(folder, interpolation={"prediction_type": "epsilon"}))
+    assert isinstance(caught.value, T2VError) and "\n" not in str(caught.value)
 
 
 def test_failure_row_keeps_the_workers_error():
