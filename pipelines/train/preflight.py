@@ -139,4 +139,4 @@ def check_noise_schedule(config: TrainConfig) -> None:
     if epsilon:
         raise NoiseScheduleError(
             f"train.noise_schedule.rescale_betas_zero_snr needs v-prediction, but {', '.join(epsilon)} predict "
-            f"epsilon: set train.<stage>.prediction_type: v_prediction or turn the rescaling off")
+            "epsilon: set train.<stage>.prediction_type: v_prediction or turn the rescaling off")
