@@ -74,7 +74,8 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
     latents = encoders.encode_video(pixels_to_video(batch["pixels"], encoders.device))
     # one frame rate for every clip: a spliced frame then keeps the conditioning it had in its own clip
     fps = torch.full((len(latents),), float(np.median(batch["fps"])), device=latents.device)
-    swapped = [[" ".join(option if word in options else word for word in caption.split()) for caption in captions]
+    swapped = [encoders.encode_text([" ".join(option if word in options else word for word in caption.split())
+                                     for caption in captions]).tokens
                for option in options]
     # the spliced clips have no true caption: both pairs go unconditioned
     unconditioned = encoders.encode_text([""] * len(captions)).tokens
@@ -83,8 +84,7 @@ def probe(objective: BaseObjective, encoders: FrozenEncoders, batch: dict[str, A
     for _ in range(draws):
         noise = video_noise(tuple(latents.shape), objective.frame_noise_correlation, generator, latents.device)
         pair_noise = repeat(noise[::2], "n c f h w -> (n two) c f h w", two=2)
-        per_option += np.stack([clip_losses(objective, latents, noise, encoders.encode_text(texts).tokens, fps)
-                                for texts in swapped])
+        per_option += np.stack([clip_losses(objective, latents, noise, tokens, fps) for tokens in swapped])
         real = real + clip_losses(objective, latents, pair_noise, unconditioned, fps).reshape(-1, 2).sum(1)
         spliced = spliced + clip_losses(objective, _splice_odd_frames(latents), pair_noise, unconditioned,
                                         fps).reshape(-1, 2).sum(1)
