@@ -279,16 +279,21 @@ def demo_eval_config(settings: Settings, steps: int, limit: int | None = None) -
     tiny random-init feature networks.
 
     The protocols take 16 frames: enough base frames that frame interpolation reaches them. The
-    whole cascade runs: stopped after interpolation (``last_stage``, 32x32) the phase took 4 minutes
-    instead of 7, but the judge read 50 % colour at every checkpoint where the same run's 64x64 clips
-    read 75 %.
+    cascade stops there, at the base's size (``last_stage``), so the curves show what the base
+    learnt: interpolation keeps the base's keyframes, while the demo's 30-step super-resolution
+    follows its input loosely and draws the prompt's colour itself. On one run's last checkpoint
+    (16 prompts, same seed) the judge read colour 62 % for the base alone, 62 % after
+    interpolation and 81 % after super-resolution, whose frames changed background from one to
+    the next. Stopping there also takes 3.4 minutes instead of 6.3.
     """
-    factor = settings.train.interpolation.factor
+    factor, base = settings.train.interpolation.factor, settings.train.base
     clip = write_tiny_clip(settings.location().path("models", "tiny-clip"))
     num_clips = limit or len(shape_prompts())
+    generation = GenerationConfig(num_frames=math.ceil(15 / factor) + 1, height=base.height, width=base.width,
+                                  num_inference_steps=steps, guidance_scale=DEMO_GUIDANCE, last_stage="interpolation")
     return EvalConfig(
         run=settings.train.name, prompt_set="shapes", limit=limit, base_checkpoint="all",
-        generation=demo_generation(settings, math.ceil(15 / factor) + 1, steps),
+        generation=generation,
         protocols=tiny_protocols(num_clips=num_clips), weights={"clipsim": str(clip)},
         metrics=["shapes", "fvd", "is", "clipsim"], allow_singular=True, num_workers=settings.train.num_workers,
     )

@@ -3,6 +3,7 @@ prompts), in-process on the session's Ray and Prefect: every phase's output is c
 catalog, and a phase re-run from the CLI with the configs the demo wrote gives the same videos."""
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -82,13 +83,17 @@ def test_generate_phase_makes_short_clips_and_one_long_vidrd_video(demo):
 
 
 def test_evaluate_phase_writes_metrics_and_a_report_with_the_samples(demo):
-    summary, catalog, _ = demo
+    summary, catalog, root = demo
     rows = catalog.read("eval_results").to_pylist()
     judged = ("colour_accuracy", "shape_accuracy", "direction_accuracy", "consistency")
     assert {r["metric"] for r in rows} == {"fvd", "is", "clipsim", *judged}
     # every metric at both kept base checkpoints: the report's curves have two points
     assert {(r["metric"], r["step"]) for r in rows} == {(m, step) for m in {r["metric"] for r in rows} for step in (2, 4)}
     assert all(0 <= r["value"] <= 1 for r in rows if r["metric"] in judged)
+    # the judged clips stop after interpolation, at the base's size: the curves read what the base learnt
+    spec = yaml.safe_load((root / "demo" / "evaluate.yaml").read_text())["generation"]
+    base = load_settings(config_file=root / "demo" / "t2v.yaml", environ={}).train.base
+    assert (spec["last_stage"], spec["height"], spec["width"]) == ("interpolation", base.height, base.width)
     page = open(summary.report).read()
     assert "colour_accuracy" in page and "direction_accuracy" in page
     assert "long video (VidRD)" in page and DEMO_LONG_PROMPT in page
