@@ -1,0 +1,45 @@
+"""Starting local Ray: a node that misses Ray's fixed startup deadline is started once more."""
+
+import pytest
+import ray
+
+from pipelines.ray_runner import start_local_ray
+from pipelines.settings import RaySettings
+
+# The words Ray raises when a new node does not register in time (ray/_private/node.py).
+TIMED_OUT = "The current node timed out during startup. This could happen because some of the raylet failed to startup or the GCS has become overloaded."
+
+
+@pytest.fixture
+def starts(monkeypatch):
+    """Ray's init and shutdown recorded, failing as each test says: the session's own Ray stays up."""
+    calls, failures = [], []
+
+    def init(**kwargs):
+        calls.append(("init", kwargs["address"], kwargs["num_cpus"]))
+        if failures:
+            raise failures.pop(0)
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+    return calls, failures
+
+
+def test_a_node_that_missed_the_startup_deadline_is_started_again(starts):
+    calls, failures = starts
+    failures.append(Exception(TIMED_OUT))
+    start_local_ray(RaySettings(num_cpus=1), {})
+    assert calls == [("init", "local", 1), "shutdown", ("init", "local", 1)]
+
+
+def test_a_second_miss_and_any_other_error_are_raised(starts):
+    calls, failures = starts
+    failures.extend([Exception(TIMED_OUT), Exception(TIMED_OUT)])
+    with pytest.raises(Exception, match="timed out during startup"):
+        start_local_ray(RaySettings(num_cpus=1), {})
+    assert calls == [("init", "local", 1), "shutdown", ("init", "local", 1)]
+    calls.clear()
+    failures.append(ValueError("num_cpus must be positive"))
+    with pytest.raises(ValueError):
+        start_local_ray(RaySettings(num_cpus=1), {})
+    assert calls == [("init", "local", 1)]
