@@ -13,8 +13,8 @@ from pipelines.settings import RaySettings
 
 log = logging.getLogger(__name__)
 
-# Ray gives a new node a fixed 30 s to register; on a busy 2-core machine it missed that once in a
-# full test run, and started at once when asked again.
+# Ray gives a new node a fixed 30 s to register; on a busy 2-core machine one missed it in a full
+# test run, and the same start succeeded when tried again.
 LOCAL_START_ATTEMPTS = 2
 STARTUP_TIMEOUT = "timed out during startup"  # Ray's own words; it raises a bare Exception
 
