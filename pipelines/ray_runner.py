@@ -48,8 +48,10 @@ def start_local_ray(settings: RaySettings, kwargs: dict) -> None:
     """Start local Ray, again if its node missed Ray's startup deadline."""
     for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
         try:
-            # "local" never attaches to a stray cluster on this machine.
-            ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False, **kwargs)
+            # "local" never attaches to a stray cluster on this machine. The dashboard starts with it:
+            # it serves the State API, which Ray Train's placement-group cleaner polls every second
+            # and, without it, answered with a warning each time (191 lines in one demo run).
+            ray.init(address="local", num_cpus=settings.num_cpus, **kwargs)
             return
         except Exception as error:
             if STARTUP_TIMEOUT not in str(error) or attempt == LOCAL_START_ATTEMPTS:

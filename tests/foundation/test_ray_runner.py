@@ -1,4 +1,9 @@
-"""Starting local Ray: a node that misses Ray's fixed startup deadline is started once more."""
+"""Starting local Ray: with the State API that Ray Train polls, and once more when its node misses
+Ray's fixed startup deadline."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import ray
@@ -8,6 +13,18 @@ from pipelines.settings import RaySettings
 
 # The words Ray raises when a new node does not register in time (ray/_private/node.py).
 TIMED_OUT = "The current node timed out during startup. This could happen because some of the raylet failed to startup or the GCS has become overloaded."
+
+
+def test_local_ray_serves_the_state_api_that_ray_trains_cleaner_polls():
+    # a fresh process: this one may hold the session's Ray, which ray_session would reuse
+    code = ("from ray.util.state import list_actors\n"
+            "from pipelines.ray_runner import ray_session\n"
+            "from pipelines.settings import RaySettings\n"
+            "with ray_session(RaySettings(num_cpus=1)):\n"
+            "    print(len(list_actors()))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 @pytest.fixture
