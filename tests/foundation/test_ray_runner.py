@@ -3,6 +3,7 @@ Ray's fixed startup deadline."""
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,27 @@ TIMED_OUT = "The current node timed out during startup. This could happen becaus
 
 
 def test_local_ray_serves_the_state_api_that_ray_trains_cleaner_polls():
-    # a fresh process: this one may hold the session's Ray, which ray_session would reuse
-    code = ("from ray.util.state import list_actors\n"
-            "from pipelines.ray_runner import ray_session\n"
-            "from pipelines.settings import RaySettings\n"
-            "with ray_session(RaySettings(num_cpus=1)):\n"
-            "    print(len(list_actors()))\n")
+    # A fresh process: this one may hold the session's Ray, which ray_session would reuse. The
+    # query must find this session's own actor: without a dashboard of its own, the State API
+    # client falls back to port 8265, where another Ray instance's dashboard may answer.
+    code = textwrap.dedent("""
+        import ray
+        from ray.util.state import list_actors
+        from pipelines.ray_runner import ray_session
+        from pipelines.settings import RaySettings
+
+        @ray.remote
+        class Probe:
+            def ping(self):
+                return 1
+
+        with ray_session(RaySettings(num_cpus=1)):
+            probe = Probe.options(name="t2v-state-api-probe").remote()
+            ray.get(probe.ping.remote())
+            found = list_actors(address=ray.get_runtime_context().gcs_address,
+                                filters=[("name", "=", "t2v-state-api-probe")])
+            assert len(found) == 1, found
+    """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr[-3000:]
