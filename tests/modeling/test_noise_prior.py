@@ -16,6 +16,9 @@ def _frame_correlation(noise: torch.Tensor) -> float:
 @pytest.mark.parametrize("correlation", [0.0, 0.5, 0.8])
 def test_frames_share_the_configured_part_of_their_noise(correlation):
     shape = (64, 4, 6, 16, 16)
+    # training_noise draws from torch's global generator: seeded, so the estimates do not depend on
+    # which tests ran before (unseeded, the variance at 0.8 read 1.0114 once; its spread over seeds is 0.005)
+    torch.manual_seed(0)
     for noise in (video_noise(shape, correlation, make_generator(0)), training_noise(torch.zeros(shape), correlation)):
         assert noise.var().item() == pytest.approx(1.0, abs=0.01)
         assert _frame_correlation(noise) == pytest.approx(correlation, abs=0.02)
