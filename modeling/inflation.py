@@ -14,6 +14,10 @@
   temporal branch's last layer starts at zero, so the branch starts equal to the spatial
   output and the model is the 2D one for any alpha; all of it gets gradients from the
   first step on.
+  ``text_cross_attention=True`` adds what the temporal block of VideoLDM's authors' later
+  code has (Stability's ``sgm``, ``VideoTransformerBlock.attn2`` with the spatial context):
+  after the temporal self-attention, every token cross-attends to its clip's caption, its
+  output projection zeroed. Off by default, so checkpoints saved before it load as trained.
 - ``lavie``: as LaVie (Vchitect/LaVie, ``base/models/attention.py``): inside every
   ``BasicTransformerBlock``, after cross-attention and before the feed-forward,
   ``h + attn_temp(norm_temp(h))`` with the block's own heads, rotary on the first 32
@@ -66,6 +70,7 @@ class InflationOptions:
     # default before: such checkpoints say 3 in their config and load as trained.
     spatial_kernel: int = 1
     fps_embedding: bool = True
+    text_cross_attention: bool = False  # videoldm: its temporal attention also reads the caption
     image_embed_dim: int | None = None  # CLIP image embedding size for the projector
     num_image_tokens: int = 4
 
@@ -119,6 +124,9 @@ def _videoldm(module: nn.Module, options: InflationOptions, norm_groups: int) ->
         return []
     channels = module.config.in_channels
     attention = _attention(channels, options, "sinusoidal", zero_init=True)
+    if options.text_cross_attention:
+        attention = TemporalAttention(channels, attention.num_heads, "sinusoidal", zero_init=True, ff_mult=options.ff_mult,
+                                      context_dim=module.config.cross_attention_dim)
     return [Placement(module, attention, AlphaBlend(), True)]
 
 

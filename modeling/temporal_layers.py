@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from diffusers.models.attention_processor import Attention
 from torch import nn
 
 PositionEncoding = Literal["none", "sinusoidal", "rope"]
@@ -29,6 +30,7 @@ class FrameContext:
     num_frames: int
     video_rows: torch.Tensor | None = None  # bool (b,); None means every row is a video
     fps: torch.Tensor | None = None  # (b,)
+    text: torch.Tensor | None = None  # (b, tokens, d): each clip's encoder_hidden_states
 
 
 class FrameContextSlot:
@@ -196,7 +198,9 @@ class TemporalAttention(nn.Module):
     ``zero_init=True`` zeroes the output projections so the layer starts as identity.
     ``positions="rope"`` rotates queries and keys (:func:`apply_rotary`, the first
     ``rotary_dim`` channels of each head, None: all); ``relative_bias`` adds a learned
-    T5-style bias of the frame offset to the scores (LaVie).
+    T5-style bias of the frame offset to the scores (LaVie). ``context_dim`` adds, after the
+    self-attention, a cross-attention of every token to its clip's text (VideoLDM's temporal
+    block as its authors' ``sgm`` builds it), with its own zeroed output projection.
     """
 
     def __init__(
@@ -208,6 +212,7 @@ class TemporalAttention(nn.Module):
         ff_mult: int = 0,
         rotary_dim: int | None = None,
         relative_bias: bool = False,
+        context_dim: int | None = None,
     ) -> None:
         super().__init__()
         if channels % num_heads:
@@ -222,6 +227,12 @@ class TemporalAttention(nn.Module):
         self.norm = nn.LayerNorm(channels)
         self.to_qkv = nn.Linear(channels, 3 * channels, bias=False)
         self.to_out = nn.Linear(channels, channels)
+        self.text_norm = nn.LayerNorm(channels) if context_dim else None
+        self.text_attention = (
+            Attention(channels, cross_attention_dim=context_dim, heads=num_heads, dim_head=head_dim, out_bias=True)
+            if context_dim
+            else None
+        )
         # Optional feed-forward lets the temporal parameter count be sized against other designs.
         self.ff = (
             nn.Sequential(
@@ -235,6 +246,7 @@ class TemporalAttention(nn.Module):
         )
         if zero_init:
             outputs = [self.to_out] + ([self.ff[-1]] if self.ff is not None else [])
+            outputs += [self.text_attention.to_out[0]] if self.text_attention is not None else []
             for linear in outputs:
                 nn.init.zeros_(linear.weight)
                 nn.init.zeros_(linear.bias)
@@ -269,10 +281,17 @@ class TemporalAttention(nn.Module):
             attended = rearrange(attention_with_bias(query, key, value, bias), "(s heads) f d -> s heads f d", heads=heads)
         return self.to_out(rearrange(attended, "(b n) heads f d -> b f n (heads d)", b=tokens.shape[0]))
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        height = video.shape[-2]
+    def forward(self, video: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """``text`` (b, tokens, d): the clips' encoder_hidden_states, read by the text cross-attention."""
+        height, num_frames = video.shape[-2], video.shape[2]
         tokens = rearrange(video, "b c f h w -> b f (h w) c")
         tokens = tokens + self.attend(tokens)
+        if self.text_attention is not None:
+            if text is None:
+                raise ValueError("this temporal attention cross-attends to the text: no encoder_hidden_states given")
+            queries = rearrange(self.text_norm(tokens), "b f n c -> b (f n) c")
+            attended = self.text_attention(queries, encoder_hidden_states=text.to(queries.dtype))
+            tokens = tokens + rearrange(attended, "b (f n) c -> b f n c", f=num_frames)
         if self.ff is not None:
             tokens = tokens + self.ff(tokens)
         return rearrange(tokens, "b f (h w) c -> b c f h w", h=height)
@@ -345,15 +364,18 @@ def _replace_first_tensor(output: Any, tensor: torch.Tensor) -> Any:
     return output
 
 
-def on_video_rows(run: Callable[[torch.Tensor], torch.Tensor], videos: torch.Tensor, context: FrameContext) -> torch.Tensor:
-    """``run`` on the video rows of ``videos`` (batch first); image rows are copied through
-    untouched (LaVie joint image-video training)."""
-    if context.video_rows is None:
-        return run(videos)
-    if not context.video_rows.any():
+def on_video_rows(
+    run: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], videos: torch.Tensor, context: FrameContext
+) -> torch.Tensor:
+    """``run(videos, text)`` on the video rows of ``videos`` (batch first) and their text;
+    image rows are copied through untouched (LaVie joint image-video training)."""
+    rows, text = context.video_rows, context.text
+    if rows is None:
+        return run(videos, text)
+    if not rows.any():
         return videos
     videos = videos.clone()
-    videos[context.video_rows] = run(videos[context.video_rows])
+    videos[rows] = run(videos[rows], None if text is None else text[rows])
     return videos
 
 
@@ -378,8 +400,8 @@ class TemporalAdapter(nn.Module):
         self.self_checkpoint = self_checkpoint
         self.gradient_checkpointing = False  # toggled by ModelMixin.enable_gradient_checkpointing
 
-    def video_forward(self, video: torch.Tensor) -> torch.Tensor:
-        temporal = self.layer(video)
+    def video_forward(self, video: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        temporal = self.layer(video, text) if isinstance(self.layer, TemporalAttention) else self.layer(video)
         return temporal if self.blend is None else self.blend(video, temporal)
 
     def forward(self, folded: torch.Tensor) -> torch.Tensor:
@@ -390,8 +412,8 @@ class TemporalAdapter(nn.Module):
             run = self._checkpointed
         return rearrange(on_video_rows(run, videos, context), "b c f h w -> (b f) c h w")
 
-    def _checkpointed(self, video: torch.Tensor) -> torch.Tensor:
-        return self._gradient_checkpointing_func(self.video_forward, video)
+    def _checkpointed(self, video: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        return self._gradient_checkpointing_func(self.video_forward, video, text)
 
     def hook(self, module: nn.Module, args: tuple, output: Any) -> Any:
         return _replace_first_tensor(output, self(_first_tensor(output)))

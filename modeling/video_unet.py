@@ -139,7 +139,7 @@ class VideoUNet(AdapterLoadingMixin, ModelMixin, ConfigMixin):
         if conditioning is not None:
             sample = torch.cat([sample, conditioning.to(sample.dtype)], dim=1)
         video_rows = None if is_image is None or not is_image.any() else ~is_image.bool().to(sample.device)
-        self.frames.current = FrameContext(num_frames, video_rows, fps)
+        self.frames.current = FrameContext(num_frames, video_rows, fps, encoder_hidden_states)
 
         def per_frame(per_sample: torch.Tensor) -> torch.Tensor:
             return repeat(per_sample, "b ... -> (b f) ...", f=num_frames)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.ray_runner import STARTUP_TIMEOUT
 from pipelines.settings import load_settings
 from pipelines.train.tiny import tiny_train_config, write_tiny_sd
 from storage.catalog import Catalog
@@ -72,7 +73,7 @@ def _add_node(args: list[str], temp_dir: Path, log: Path, address: str, nodes: l
             _wait_for_nodes(address, len(nodes), nodes)
             return
         except AssertionError:
-            if attempt or nodes[-1].poll() is None or "timed out during startup" not in log.read_text():
+            if attempt or nodes[-1].poll() is None or STARTUP_TIMEOUT not in log.read_text():
                 raise
             _stop_node(nodes.pop())
 

@@ -113,7 +113,7 @@ class _StageBlock(_Block):
 # The inflation options each variant's layers read (modeling.inflation); setting another is an error.
 VARIANT_KNOBS: dict[str, tuple[str, ...]] = {
     "make_a_video": ("head_dim", "ff_mult", "temporal_kernel"),
-    "videoldm": ("head_dim", "ff_mult", "temporal_kernel", "spatial_kernel"),
+    "videoldm": ("head_dim", "ff_mult", "temporal_kernel", "spatial_kernel", "text_cross_attention"),
     "lavie": (),  # the host block's own heads, rotary on 32 channels, 32 relative-position buckets
 }
 
@@ -128,6 +128,8 @@ class _DiffusionStage(_StageBlock):
     spatial_kernel: int = Field(
         1, ge=1, description="videoldm: pixels its temporal conv spans, odd; 1: over time only (3x1x1, VideoLDM/SVD)"
     )
+    text_cross_attention: bool = Field(
+        False, description="videoldm: its temporal attention also cross-attends to the caption (sgm's temporal block)")
     condition_on_fps: bool = True
     frame_noise_correlation: float = Field(
         0.0, ge=0, lt=1, description="share of each frame's noise common to all frames of a clip, in training "
@@ -145,7 +147,7 @@ class _DiffusionStage(_StageBlock):
             raise ValueError(f"variant {self.variant} has no {', '.join(foreign)} (it applies to other variants)")
         return self
 
-    def inflation_options(self) -> dict[str, int]:
+    def inflation_options(self) -> dict[str, int | bool]:
         """The shape-changing options this stage's variant reads, for ``modeling.inflate``."""
         return {name: getattr(self, name) for name in VARIANT_KNOBS[self.variant]}
 

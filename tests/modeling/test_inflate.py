@@ -126,10 +126,11 @@ def test_videoldm_is_the_2d_model_for_any_alpha(tiny_unet2d):
     assert diff.max() < 1e-5
 
 
-def test_videoldm_every_temporal_tensor_learns(tiny_unet2d):
+@pytest.mark.parametrize("text_cross_attention", [False, True])
+def test_videoldm_every_temporal_tensor_learns(tiny_unet2d, text_cross_attention):
     """After 1 and after 100 AdamW steps every temporal tensor gets a non-zero gradient (the
     old clamped alpha left 9 of 12 branches without one), and a fresh model keeps the invariant."""
-    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8, text_cross_attention=text_cross_attention)
     modeling.apply_freeze_policy(video_unet, "spatial_frozen")
     trainable = [(n, p) for n, p in video_unet.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([p for _, p in trainable], lr=1e-3)
@@ -154,6 +155,38 @@ def test_videoldm_every_temporal_tensor_learns(tiny_unet2d):
         sample16, timesteps = torch.randn(1, 4, 3, 16, 16), torch.tensor([10])
         diff = (fresh(sample16, timesteps, text).sample - per_frame_2d(tiny_unet2d, sample16, timesteps, text)).abs()
     assert diff.max() < 1e-5
+
+
+def test_videoldm_temporal_attention_reads_the_caption(tiny_unet2d, tmp_path):
+    """``text_cross_attention``: the temporal block cross-attends to each clip's own text (sgm's
+    ``VideoTransformerBlock.attn2``). At init the model is the 2D one for any text; once its output
+    projection learns, a clip's output follows its own caption, also beside image rows, and the
+    option is saved with the weights."""
+    video_unet = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8, text_cross_attention=True).eval()
+    layers = [m for m in video_unet.modules() if isinstance(m, TemporalAttention)]
+    assert layers and all(layer.text_attention is not None for layer in layers)
+    torch.manual_seed(0)
+    sample, timesteps = torch.randn(2, 4, 3, 16, 16), torch.tensor([300, 300])
+    text, other = torch.randn(2, 7, 32), torch.randn(2, 7, 32)
+    with torch.no_grad():
+        diff = (video_unet(sample, timesteps, text).sample - per_frame_2d(tiny_unet2d, sample, timesteps, text)).abs()
+        assert diff.max() < 1e-5
+        for layer in layers:
+            layer.text_attention.to_out[0].weight.normal_(0, 0.5)
+        out = video_unet(sample, timesteps, text).sample
+        # only clip 1's text changes: clip 0 keeps its output, clip 1's moves
+        swapped = video_unet(sample, timesteps, torch.stack([text[0], other[1]])).sample
+        assert torch.equal(swapped[0], out[0]) and (swapped[1] - out[1]).abs().max() > 1e-3
+        # beside an image row (which skips temporal layers), the video row reads its own text
+        mixed = video_unet(sample, timesteps, text, is_image=torch.tensor([True, False])).sample
+        assert (mixed[1] - out[1]).abs().max() < 1e-5
+        assert (mixed[0] - per_frame_2d(tiny_unet2d, sample, timesteps, text)[0]).abs().max() < 1e-5
+    video_unet.save_pretrained(tmp_path, safe_serialization=True)
+    loaded = modeling.VideoUNet.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(sample, timesteps, text).sample, out)
+    plain = modeling.inflate(tiny_unet2d, "videoldm", head_dim=8)
+    assert all(m.text_attention is None for m in plain.modules() if isinstance(m, TemporalAttention))
 
 
 def test_unknown_variant_is_rejected(tiny_unet2d):

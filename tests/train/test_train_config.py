@@ -44,6 +44,7 @@ def test_bad_settings_fail_loudly(bad):
     [
         ({"interpolation": {"spatial_kernel": 2}}, "spatial_kernel must be odd"),
         ({"base": {"spatial_kernel": 3}}, "variant make_a_video has no spatial_kernel"),
+        ({"base": {"variant": "lavie", "text_cross_attention": True}}, "variant lavie has no text_cross_attention"),
         ({"superres": {"head_dim": 8, "temporal_kernel": 5}}, "variant lavie has no head_dim, temporal_kernel"),
     ],
 )
@@ -70,7 +71,8 @@ def test_row_selection_validates(select, message):
 
 def test_variant_knobs_reach_the_inflation_options():
     config = TrainConfig(interpolation={"spatial_kernel": 3, "ff_mult": 2}, base={"temporal_kernel": 5})
-    assert config.interpolation.inflation_options() == {"head_dim": 64, "ff_mult": 2, "temporal_kernel": 3, "spatial_kernel": 3}
+    assert config.interpolation.inflation_options() == {
+        "head_dim": 64, "ff_mult": 2, "temporal_kernel": 3, "spatial_kernel": 3, "text_cross_attention": False}
     assert config.base.inflation_options() == {"head_dim": 64, "ff_mult": 0, "temporal_kernel": 5}
     assert TrainConfig().superres.inflation_options() == {}
     assert TrainConfig.model_validate_json(config.model_dump_json()) == config  # a saved config loads back
