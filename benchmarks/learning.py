@@ -22,6 +22,7 @@ layers; the default policy would leave nothing to train): what each accuracy fal
     python benchmarks/learning.py                                  # 3 variants, default schedule
     python benchmarks/learning.py --variants videoldm --steps 100 --ablate temporal
     python benchmarks/learning.py --variants make_a_video --freeze temporal_and_attention
+    python benchmarks/learning.py --variants videoldm --text-cross-attention
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def main() -> None:
     parser.add_argument("--pretrained", help="text-to-image folder; default: train one with T2IConfig()")
     parser.add_argument("--ablate", choices=["text", "temporal"])
     parser.add_argument("--freeze", choices=list(get_args(FreezePolicy)), help="base freeze policy; default: the demo's")
+    parser.add_argument("--text-cross-attention", action="store_true",
+                        help="videoldm's temporal attention also reads the caption (the other variants have no such layer)")
     parser.add_argument("--no-interpolation", action="store_true", help="skip the interpolation stage's check")
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--sampling-steps", type=int, default=10)
@@ -184,7 +187,8 @@ def main() -> None:
     for variant in args.variants:
         config = demo_train_settings(settings, pretrained, work / "shapes", schedule).train
         config = config.model_copy(update={"name": variant, "num_workers": 1, "base": config.base.model_copy(
-            update={"variant": variant, **({"head_dim": 64} if variant == "lavie" else {})})})
+            update={"variant": variant, **({"head_dim": 64} if variant == "lavie" else {}),
+                    **({"text_cross_attention": True} if variant == "videoldm" and args.text_cross_attention else {})})})
         freeze = "all" if args.ablate == "temporal" else args.freeze
         if freeze:
             config = config.model_copy(update={"base": config.base.model_copy(update={"freeze": freeze})})
@@ -204,7 +208,8 @@ def main() -> None:
             train_stage(TrainJob("interpolation", config, location), local_context(batches))
             interpolation = judge_interpolation(location, config, args.guidance, args.sampling_steps)
 
-    print(f"\nbase stage, {args.batch_size} clips/step, ablation: {args.ablate or 'none'}; chance 25 % / 33 % / 25 %; "
+    extra = ", videoldm's temporal attention reads the caption" if args.text_cross_attention else ""
+    print(f"\nbase stage, {args.batch_size} clips/step, ablation: {args.ablate or 'none'}{extra}; chance 25 % / 33 % / 25 %; "
           "targets colour >= 90 %, direction >= 80 %")
     print("| variant | step | training CPU s | colour | shape | direction | consistency |\n|---|---|---|---|---|---|---|")
     for variant, step, seconds, s in table:
