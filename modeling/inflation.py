@@ -99,9 +99,11 @@ class Placement:
     before_feed_forward: bool = False
 
 
-def _attention(channels: int, options: InflationOptions, positions: str, zero_init: bool) -> TemporalAttention:
+def _attention(channels: int, options: InflationOptions, positions: str, zero_init: bool,
+               context_dim: int | None = None) -> TemporalAttention:
     num_heads = max(1, channels // options.head_dim)
-    return TemporalAttention(channels, num_heads, positions, zero_init=zero_init, ff_mult=options.ff_mult)
+    return TemporalAttention(channels, num_heads, positions, zero_init=zero_init, ff_mult=options.ff_mult,
+                             context_dim=context_dim)
 
 
 def _make_a_video(module: nn.Module, options: InflationOptions, norm_groups: int) -> list[Placement]:
@@ -123,10 +125,8 @@ def _videoldm(module: nn.Module, options: InflationOptions, norm_groups: int) ->
     if isinstance(module, BasicTransformerBlock):
         return []
     channels = module.config.in_channels
-    attention = _attention(channels, options, "sinusoidal", zero_init=True)
-    if options.text_cross_attention:
-        attention = TemporalAttention(channels, attention.num_heads, "sinusoidal", zero_init=True, ff_mult=options.ff_mult,
-                                      context_dim=module.config.cross_attention_dim)
+    context_dim = module.config.cross_attention_dim if options.text_cross_attention else None
+    attention = _attention(channels, options, "sinusoidal", zero_init=True, context_dim=context_dim)
     return [Placement(module, attention, AlphaBlend(), True)]
 
 
