@@ -133,16 +133,16 @@ def train(
 SpecOption = Annotated[
     Optional[Path], typer.Option("--spec", help="YAML file with the job's settings; the options given here override it.")
 ]
-FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Frames per (base) clip. [default: 16]")]
-SizeOption = Annotated[Optional[int], typer.Option("--size", help="Clip height and width in pixels. [default: 256]")]
-StepsOption = Annotated[Optional[int], typer.Option("--steps", help="DDIM steps. [default: 50]")]
-GuidanceOption = Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. [default: 7.5]")]
-SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i. [default: 0]")]
+FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Frames per (base) clip. \\[default: 16]")]
+SizeOption = Annotated[Optional[int], typer.Option("--size", help="Clip height and width in pixels. \\[default: 256]")]
+StepsOption = Annotated[Optional[int], typer.Option("--steps", help="DDIM steps. \\[default: 50]")]
+GuidanceOption = Annotated[Optional[float], typer.Option("--guidance", help="Classifier-free guidance scale. \\[default: 7.5]")]
+SeedOption = Annotated[Optional[int], typer.Option("--seed", help="Seed of the first clip; clip i uses seed + i. \\[default: 0]")]
 LastStageOption = Annotated[Optional[str], typer.Option(
     "--last-stage", help="base | interpolation | superres: stop the cascade after this stage; --size is its size. "
-    "[default: superres]")]
+    "\\[default: superres]")]
 CascadeOption = Annotated[Optional[Path], typer.Option("--cascade", help="Local cascade folder to use instead of the run's.")]
-WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Actors per pool (one model copy each). [default: 1]")]
+WorkersOption = Annotated[Optional[int], typer.Option("--workers", help="Actors per pool (one model copy each). \\[default: 1]")]
 
 
 def _generation(frames: int | None, size: int | None, steps: int | None, guidance: float | None,
@@ -164,7 +164,7 @@ def generate(
     long_prompt: Annotated[
         Optional[list[str]], typer.Option("--long-prompt", help="A prompt rendered as a long video with VidRD (repeatable).")
     ] = None,
-    long_clips: Annotated[Optional[int], typer.Option("--long-clips", help="Base clips chained per long video. [default: 3]")] = None,
+    long_clips: Annotated[Optional[int], typer.Option("--long-clips", help="Base clips chained per long video. \\[default: 3]")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write each clip as mp4 and gif here.")] = None,
     cascade: CascadeOption = None,
     frames: FramesOption = None,
@@ -176,7 +176,7 @@ def generate(
     workers: WorkersOption = None,
     dtype: Annotated[
         Optional[str], typer.Option("--dtype", help="auto | fp32 | bf16 | fp16: auto is bf16 on GPU, fp32 on CPU; "
-                                    "fp16 needs a GPU. [default: auto]")
+                                    "fp16 needs a GPU. \\[default: auto]")
     ] = None,
     spec: SpecOption = None,
     root: RootOption = None,
@@ -207,11 +207,11 @@ def evaluate(
     run: Annotated[Optional[str], typer.Option("--run", help="Training run name (its cascade: runs/<name>/cascade/).")] = None,
     protocol: Annotated[
         Optional[str], typer.Option("--protocol", help="Prompt set: ucf101, msrvtt, prompts or shapes (16 prompts, every "
-                                    "colour and direction four times, scored by the weight-free shapes judge). [default: ucf101]")
+                                    "colour and direction four times, scored by the weight-free shapes judge). \\[default: ucf101]")
     ] = None,
     metric: Annotated[
         Optional[list[str]], typer.Option("--metric", help="fvd, is, clipsim, fid or shapes (repeatable). "
-                                          "[default: by prompt set: ucf101 fvd+is, msrvtt clipsim+fvd, prompts clipsim, shapes shapes]")
+                                          "\\[default: by prompt set: ucf101 fvd+is, msrvtt clipsim+fvd, prompts clipsim, shapes shapes]")
     ] = None,
     base_checkpoint: Annotated[
         Optional[str], typer.Option("--base-checkpoint", help="Base weights from the run's training checkpoint step_XXXXXXXX "
@@ -222,7 +222,7 @@ def evaluate(
     ] = None,
     cascade: CascadeOption = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Evaluate the first N prompts only.")] = None,
-    samples_per_prompt: Annotated[Optional[int], typer.Option("--samples-per-prompt", help="Clips per prompt. [default: 1]")] = None,
+    samples_per_prompt: Annotated[Optional[int], typer.Option("--samples-per-prompt", help="Clips per prompt. \\[default: 1]")] = None,
     frames: FramesOption = None,
     size: SizeOption = None,
     steps: StepsOption = None,
@@ -472,10 +472,11 @@ def demo(
     root: RootOption = None,
     config: ConfigOption = None,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Train, generate with and evaluate the tiny cascade.")] = True,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps of the base stage.")] = 300,
-    stage_steps: Annotated[int, typer.Option("--stage-steps", min=1, help="Training steps of super-resolution and the VAE decoder.")] = 30,
-    interpolation_steps: Annotated[int, typer.Option("--interpolation-steps", min=1, help="Training steps of frame interpolation.")] = 150,
-    evaluations: Annotated[int, typer.Option("--evaluations", min=1, help="Base checkpoints evaluated (points of the report's curves).")] = 4,
+    # None: DemoSchedule's value (flows/demo.py, imported only when the demo runs: it loads torch)
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, help="Training steps of the base stage. \\[default: 150]")] = None,
+    stage_steps: Annotated[Optional[int], typer.Option("--stage-steps", min=1, help="Training steps of super-resolution and the VAE decoder. \\[default: 30]")] = None,
+    interpolation_steps: Annotated[Optional[int], typer.Option("--interpolation-steps", min=1, help="Training steps of frame interpolation. \\[default: 150]")] = None,
+    evaluations: Annotated[Optional[int], typer.Option("--evaluations", min=1, help="Base checkpoints evaluated, the points of the report's curves. \\[default: 3]")] = None,
     prompts: Annotated[Optional[int], typer.Option("--prompts", min=2, help="Shapes prompts to generate and evaluate (default all 16).")] = None,
 ) -> None:
     """The main job on sample media and the shapes world: ingest -> curate -> train a tiny cascade -> generate -> evaluate -> report.
@@ -485,8 +486,9 @@ def demo(
     from flows.demo import DemoSchedule, demo_flow
 
     settings = _settings(config, root)
-    schedule = DemoSchedule(base_steps=steps, stage_steps=stage_steps, interpolation_steps=interpolation_steps,
-                            evaluations=evaluations)
+    given = dict(base_steps=steps, stage_steps=stage_steps, interpolation_steps=interpolation_steps,
+                 evaluations=evaluations)
+    schedule = DemoSchedule(**{name: value for name, value in given.items() if value is not None})
     summary = demo_flow(settings=settings, train=train, evaluate=train, schedule=schedule, prompts=prompts)
     print_table("demo: ingest", summary.ingested.rows())
     print_table("demo: curation funnel", summary.curated.funnel_table())

@@ -78,6 +78,24 @@ def test_help_lists_every_job():
     assert "--root" in runner.invoke(app, ["ingest", "--help"]).stdout
 
 
+def test_help_shows_the_defaults_options_state_by_hand():
+    # options that default to None (resolved later: from settings, or from DemoSchedule, which the
+    # CLI does not import to start: it loads torch) state their default in the help text, escaped
+    # so that rich prints it rather than reading it as markup; the demo's must stay DemoSchedule's
+    from flows.demo import DemoSchedule
+
+    def help_line(command: str, option: str) -> str:
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).stdout
+        return next(line for line in text.splitlines() if f" {option} " in line)
+
+    assert "[default: 16]" in help_line("generate", "--frames")
+    defaults = DemoSchedule()
+    for option, value in (("--steps", defaults.base_steps), ("--stage-steps", defaults.stage_steps),
+                          ("--interpolation-steps", defaults.interpolation_steps),
+                          ("--evaluations", defaults.evaluations)):
+        assert f"[default: {value}]" in help_line("demo", option), option
+
+
 def test_own_errors_print_one_line_and_bugs_keep_their_traceback(tmp_path):
     # a T2VError raised inside a job (train without pretrained weights): one line, exit 2
     result = runner.invoke(app, ["train", "--root", str(tmp_path)])
