@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4,
                         help="samples of each of the 16 prompts per checkpoint (4: 64 clips, a standard error of <= 6 points)")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     if args.ablate == "temporal" and args.freeze:
         parser.error("--ablate temporal sets the freeze policy itself (all but the temporal layers train)")
     torch.set_num_threads(1)  # no oversubscription when two benchmarks share the cores
